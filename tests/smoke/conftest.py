@@ -1,0 +1,71 @@
+"""Fixtures for the smoke tests: they run against a live stack (`nox -s up`), as a client would."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+
+@pytest.fixture(scope="session")
+def api_url() -> str:
+    """Base URL of the running API (API_URL, default http://127.0.0.1:5000)."""
+    return os.environ.get("API_URL", "http://127.0.0.1:5000").rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def mlflow_url() -> str:
+    """Base URL of the running MLflow server (MLFLOW_URL, default http://127.0.0.1:5001)."""
+    return os.environ.get("MLFLOW_URL", "http://127.0.0.1:5001").rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def http() -> Iterator[requests.Session]:
+    """One HTTP session for all smoke tests."""
+    with requests.Session() as session:
+        yield session
+
+
+@pytest.fixture()
+def customer() -> dict[str, object]:
+    """The first row of the public Telco file (without Churn): a month-to-month DSL customer."""
+    return {
+        "customerID": "7590-VHVEG",
+        "gender": "Female",
+        "SeniorCitizen": 0,
+        "Partner": "Yes",
+        "Dependents": "No",
+        "tenure": 1,
+        "PhoneService": "No",
+        "MultipleLines": "No phone service",
+        "InternetService": "DSL",
+        "OnlineSecurity": "No",
+        "OnlineBackup": "Yes",
+        "DeviceProtection": "No",
+        "TechSupport": "No",
+        "StreamingTV": "No",
+        "StreamingMovies": "No",
+        "Contract": "Month-to-month",
+        "PaperlessBilling": "Yes",
+        "PaymentMethod": "Electronic check",
+        "MonthlyCharges": 29.85,
+        "TotalCharges": 29.85,
+    }
+
+
+@pytest.fixture()
+def loyal_customer(customer: dict[str, object]) -> dict[str, object]:
+    """A long-standing two-year-contract customer paying by card: low churn risk."""
+    return {
+        **customer,
+        "customerID": "0000-LOYAL",
+        "tenure": 70,
+        "Contract": "Two year",
+        "PaymentMethod": "Credit card (automatic)",
+        "OnlineSecurity": "Yes",
+        "TechSupport": "Yes",
+        "MonthlyCharges": 60.0,
+        "TotalCharges": 4200.0,
+    }
