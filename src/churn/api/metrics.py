@@ -1,0 +1,126 @@
+"""Prometheus metrics of one app, in its own registry, and the ``/metrics`` endpoint.
+
+Each app gets a private `CollectorRegistry`, so several apps in one process (tests) never
+collide. Series (all prefixed ``churn_api_``):
+
+* ``requests_total{endpoint, method, status}``: answered requests; ``endpoint`` is the
+  route pattern (``<unmatched>`` for unknown paths, to keep label values bounded);
+* ``request_latency_seconds{endpoint}``: latency histogram;
+* ``predictions_total{model, churn}``: predictions by model version and predicted class;
+* ``batch_size{model}``: histogram of records per prediction request;
+* ``model_info{version, algorithm, sha256}``: 1 for each served model (sha256 of its file);
+* ``models_loaded``: 1 when the models passed verification and are served, else 0;
+* ``mlflow_up``: 1 while serving statistics reach MLflow, 0 when not (absent when disabled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, Response, current_app
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from churn.api.state import get_state
+
+__all__ = ["ApiMetrics", "bp"]
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+class ApiMetrics:
+    """The app's metric objects and their registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "churn_api_requests",
+            "Answered HTTP requests by endpoint, method and status.",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "churn_api_request_latency_seconds",
+            "Request latency from the first byte seen by the app to the response.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "churn_api_predictions",
+            "Predictions by model version and predicted class.",
+            ["model", "churn"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "churn_api_batch_size",
+            "Customer records per prediction request.",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "churn_api_model_info",
+            "Served model versions: algorithm and sha256 of the model file (value 1).",
+            ["version", "algorithm", "sha256"],
+            registry=self.registry,
+        )
+        self.models_loaded = Gauge(
+            "churn_api_models_loaded",
+            "1 when the model artifacts passed verification and are served, else 0.",
+            registry=self.registry,
+        )
+
+    def watch_mlflow(self, is_up: Callable[[], bool]) -> None:
+        """Export ``churn_api_mlflow_up``, read from ``is_up`` at each scrape."""
+        gauge = Gauge(
+            "churn_api_mlflow_up",
+            "1 while serving statistics reach MLflow, else 0.",
+            registry=self.registry,
+        )
+        gauge.set_function(lambda: 1.0 if is_up() else 0.0)
+
+    def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency."""
+        self.requests.labels(endpoint, method, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+
+    def observe_predictions(self, model: str, churn_count: int, total: int) -> None:
+        """Count the predicted classes of one prediction request."""
+        if churn_count:
+            self.predictions.labels(model, "true").inc(churn_count)
+        if total - churn_count:
+            self.predictions.labels(model, "false").inc(total - churn_count)
+        self.batch_size.labels(model).observe(total)
+
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text exposition of this app's registry."""
+    body = generate_latest(get_state(current_app).metrics.registry)
+    return Response(body, status=200, content_type=CONTENT_TYPE_LATEST)

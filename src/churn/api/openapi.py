@@ -1,0 +1,390 @@
+"""The OpenAPI 3.0 document of the API, built once from `churn.schema` and the settings.
+
+The customer schema states exactly what the validator accepts (enums, ranges, numeric-string
+patterns), so tools that fuzz from this document (schemathesis) find it truthful.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from churn import __version__
+from churn.api.validation import BLANK_PATTERN, MAX_ID_LENGTH, string_pattern
+from churn.config import ApiSettings
+from churn.schema import CATEGORICAL, FEATURE_COLUMNS, ID_COLUMN, NUMERIC
+
+__all__ = ["EXAMPLE_CUSTOMER", "build_openapi"]
+
+#: A valid customer (row 1 of the public file), used in the docs and as the page's defaults.
+EXAMPLE_CUSTOMER: dict[str, object] = {
+    "gender": "Female",
+    "SeniorCitizen": 0,
+    "Partner": "Yes",
+    "Dependents": "No",
+    "tenure": 1,
+    "PhoneService": "No",
+    "MultipleLines": "No phone service",
+    "InternetService": "DSL",
+    "OnlineSecurity": "No",
+    "OnlineBackup": "Yes",
+    "DeviceProtection": "No",
+    "TechSupport": "No",
+    "StreamingTV": "No",
+    "StreamingMovies": "No",
+    "Contract": "Month-to-month",
+    "PaperlessBilling": "Yes",
+    "PaymentMethod": "Electronic check",
+    "MonthlyCharges": 29.85,
+    "TotalCharges": 29.85,
+}
+
+_DESCRIPTION = """\
+Churn prediction for customers described by the columns of the public IBM
+"Telco Customer Churn" data set (same names, same category spellings).
+
+**Validation rules** (every problem of a record is reported at once, by field name;
+batch fields are named like `instances[3].tenure`):
+
+* Every one of the 19 feature fields is required; `customerID` is optional and echoed back.
+  Any other field is rejected by name (a typo like `Tenure` does not pass silently).
+* Categorical fields: a string spelled exactly as in the data set (see the enums).
+* Numeric fields: a JSON number, or a numeric string as CSV exports write it: digits with an
+  optional decimal part (`"29.85"`, `"1"`), no sign, exponent or spaces. `SeniorCitizen`
+  (0 or 1) and `tenure` (months) take whole numbers only: `5` and `5.0` pass, `5.5` does not,
+  and their strings are digits only. Booleans, `NaN` and `Infinity` are rejected.
+* `TotalCharges` may be `null` or a blank string (spaces or tabs), meaning unknown, as the
+  raw file has for customers with tenure 0; the model then uses the training median.
+* `churn` is `true` when `churn_probability` >= {threshold}.
+
+**Errors** are JSON: `{{"error": {{"code", "message", "details": [{{"field", "problem"}}]}}}}`
+with status 400 (malformed JSON), 404 (unknown path or model version), 405 (wrong method),
+413 (body over {max_body_bytes} bytes or more than {max_batch} instances), 415 (not
+`application/json`) or 422 (invalid fields). 503 means the model artifacts failed
+verification at start (see `/ready`). Every answer carries an `X-Request-ID` header: the
+caller's own when it is 1-128 characters of `A-Z a-z 0-9 . _ : / + = @ -`, else a new one.
+"""
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _customer_schema() -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        ID_COLUMN: {
+            "type": "string",
+            "maxLength": MAX_ID_LENGTH,
+            "description": "Optional; echoed back with the prediction.",
+            "example": "7590-VHVEG",
+        }
+    }
+    for name in FEATURE_COLUMNS:
+        if name in CATEGORICAL:
+            properties[name] = {"type": "string", "enum": list(CATEGORICAL[name])}
+            continue
+        spec = NUMERIC[name]
+        low = int(spec.minimum) if float(spec.minimum).is_integer() else spec.minimum
+        high = int(spec.maximum) if float(spec.maximum).is_integer() else spec.maximum
+        number: dict[str, Any] = {"type": "number", "minimum": low, "maximum": high}
+        if spec.integer:
+            number["multipleOf"] = 1
+        branches: list[dict[str, Any]] = [
+            number,
+            {"type": "string", "pattern": string_pattern(spec)},
+        ]
+        description = f"{low} to {high}" + (", a whole number" if spec.integer else "")
+        if spec.nullable:
+            number["nullable"] = True
+            branches.append({"type": "string", "pattern": BLANK_PATTERN})
+            description += "; null or a blank string means unknown"
+        properties[name] = {
+            "anyOf": branches,
+            "description": description + "; also as a numeric string.",
+            "example": EXAMPLE_CUSTOMER[name],
+        }
+    return {
+        "type": "object",
+        "required": list(FEATURE_COLUMNS),
+        "additionalProperties": False,
+        "properties": properties,
+        "example": {ID_COLUMN: "7590-VHVEG", **EXAMPLE_CUSTOMER},
+    }
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}},
+        "content": {"application/json": {"schema": _ref("Error")}},
+    }
+
+
+def _ok(description: str, schema: dict[str, Any], media: str = "application/json") -> dict:
+    return {
+        "description": description,
+        "headers": {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}},
+        "content": {media: {"schema": schema}},
+    }
+
+
+def build_openapi(settings: ApiSettings) -> dict[str, Any]:
+    """Return the OpenAPI 3.0.3 document for an app built with ``settings``."""
+    versions = list(settings.model_versions)
+    model_param = {
+        "name": "model",
+        "in": "query",
+        "required": False,
+        "description": "Model version; the default is the configured default version.",
+        "schema": {"type": "string", "enum": versions, "default": settings.default_model},
+    }
+    prediction_errors = {
+        "400": _error("Malformed JSON or an empty body."),
+        "404": _error("Unknown model version; the message lists the available ones."),
+        "413": _error("Body over the size limit, or too many instances."),
+        "415": _error("Content-Type is not application/json."),
+        "422": _error("Invalid fields; `details` names each one."),
+        "503": _error("The models are not loaded (artifacts failed verification)."),
+    }
+    probability = {"type": "number", "minimum": 0, "maximum": 1}
+    text = {"type": "string"}
+    schemas: dict[str, Any] = {
+        "Customer": _customer_schema(),
+        "BatchRequest": {
+            "type": "object",
+            "required": ["instances"],
+            "additionalProperties": False,
+            "properties": {
+                "instances": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": settings.max_batch,
+                    "items": _ref("Customer"),
+                }
+            },
+        },
+        "Prediction": {
+            "type": "object",
+            "required": ["model", "churn", "churn_probability", "request_id"],
+            "properties": {
+                "model": text,
+                "churn": {"type": "boolean"},
+                "churn_probability": probability,
+                "request_id": text,
+                ID_COLUMN: text,
+            },
+        },
+        "BatchPrediction": {
+            "type": "object",
+            "required": ["model", "predictions", "request_id"],
+            "properties": {
+                "model": text,
+                "request_id": text,
+                "predictions": {
+                    "type": "array",
+                    "description": "One per instance, in input order.",
+                    "items": {
+                        "type": "object",
+                        "required": ["churn", "churn_probability"],
+                        "properties": {
+                            "churn": {"type": "boolean"},
+                            "churn_probability": probability,
+                            ID_COLUMN: text,
+                        },
+                    },
+                },
+            },
+        },
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message", "details"],
+                    "properties": {
+                        "code": text,
+                        "message": text,
+                        "details": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["field", "problem"],
+                                "properties": {"field": text, "problem": text},
+                            },
+                        },
+                    },
+                }
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"type": "string", "enum": ["ok"]}},
+        },
+        "Check": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": {
+                    "type": "string",
+                    "enum": ["ok", "error", "degraded", "pending", "disabled"],
+                },
+                "reason": text,
+            },
+        },
+        "Ready": {
+            "type": "object",
+            "required": ["status", "checks"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ready", "degraded", "not_ready"]},
+                "checks": {
+                    "type": "object",
+                    "required": ["models", "mlflow"],
+                    "properties": {"models": _ref("Check"), "mlflow": _ref("Check")},
+                },
+            },
+        },
+        "ModelDescription": {
+            "type": "object",
+            "required": ["version", "algorithm", "metrics", "artifacts"],
+            "properties": {
+                "version": text,
+                "algorithm": text,
+                "hyperparameters": {"type": "object"},
+                "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
+                "artifacts": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "properties": {"path": text, "sha256": text},
+                    },
+                },
+                "training_data_sha256": {"type": "string", "nullable": True},
+                "trained_at": {"type": "string", "nullable": True},
+                "mlflow_run_id": {"type": "string", "nullable": True},
+                "mlflow": {"type": "object"},
+                "library_versions": {"type": "object"},
+            },
+        },
+        "Models": {
+            "type": "object",
+            "required": ["default", "versions", "models", "ready"],
+            "properties": {
+                "default": text,
+                "versions": {"type": "array", "items": text},
+                "ready": {"type": "boolean"},
+                "reason": text,
+                "threshold": probability,
+                "models": {"type": "object", "additionalProperties": _ref("ModelDescription")},
+            },
+        },
+    }
+    html = {"type": "string"}
+    paths: dict[str, Any] = {
+        "/": {
+            "get": {
+                "summary": "A form for one customer that shows the prediction",
+                "tags": ["pages"],
+                "responses": {"200": _ok("The page.", html, "text/html")},
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Liveness",
+                "tags": ["operations"],
+                "responses": {"200": _ok("The process answers.", _ref("Health"))},
+            }
+        },
+        "/ready": {
+            "get": {
+                "summary": "Readiness: models loaded and usable; MLflow reachability",
+                "tags": ["operations"],
+                "description": "200 when the models are served (`status` is `degraded` when "
+                "MLflow is unreachable); 503 when they are not.",
+                "responses": {
+                    "200": _ok("Ready (possibly degraded).", _ref("Ready")),
+                    "503": _ok("Not ready; the models check says why.", _ref("Ready")),
+                },
+            }
+        },
+        "/models": {
+            "get": {
+                "summary": "The served model versions, the default one, and their metadata",
+                "tags": ["models"],
+                "responses": {"200": _ok("The models.", _ref("Models"))},
+            }
+        },
+        "/predict": {
+            "post": {
+                "summary": "Predict churn for one customer",
+                "tags": ["predictions"],
+                "parameters": [model_param],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Customer")}},
+                },
+                "responses": {
+                    "200": _ok("The prediction.", _ref("Prediction")),
+                    **prediction_errors,
+                },
+            }
+        },
+        "/predict/batch": {
+            "post": {
+                "summary": f"Predict churn for up to {settings.max_batch} customers",
+                "tags": ["predictions"],
+                "parameters": [model_param],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("BatchRequest")}},
+                },
+                "responses": {
+                    "200": _ok("Predictions in input order.", _ref("BatchPrediction")),
+                    **prediction_errors,
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "tags": ["docs"],
+                "responses": {"200": _ok("OpenAPI 3.0 document.", {"type": "object"})},
+            }
+        },
+        "/docs": {
+            "get": {
+                "summary": "Interactive API docs (Swagger UI, served by the app itself)",
+                "tags": ["docs"],
+                "responses": {"200": _ok("The docs page.", html, "text/html")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "tags": ["operations"],
+                "responses": {"200": _ok("Prometheus text exposition format.", html, "text/plain")},
+            }
+        },
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Churn prediction API",
+            "version": __version__,
+            "description": _DESCRIPTION.format(
+                threshold=settings.threshold,
+                max_body_bytes=settings.max_body_bytes,
+                max_batch=settings.max_batch,
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "headers": {
+                "RequestId": {
+                    "description": "The request id (the caller's X-Request-ID when sane).",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+    }

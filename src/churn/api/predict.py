@@ -1,0 +1,138 @@
+"""``POST /predict`` and ``POST /predict/batch``: request -> validate -> model -> response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from churn.api.errors import ApiError
+from churn.api.state import ApiState, get_state
+from churn.api.validation import read_json_body, summarize
+from churn.schema import ID_COLUMN
+
+__all__ = ["bp"]
+
+bp = Blueprint("predict", __name__)
+
+
+def _model_version(state: ApiState) -> str:
+    """Return the requested model version, or raise 404 when it is not served."""
+    version = request.args.get("model", state.settings.default_model)
+    g.model = version
+    available = state.settings.model_versions
+    if version not in available:
+        listing = ", ".join(available)
+        shown = version if len(version) <= 40 else version[:40] + "..."
+        raise ApiError(
+            404,
+            "unknown_model",
+            f"unknown model version {shown!r}; available: {listing}",
+            [{"field": "model", "problem": f"must be one of: {listing}"}],
+        )
+    return version
+
+
+def _score(state: ApiState, version: str, records: list[dict[str, object]]) -> np.ndarray:
+    """Return the churn probabilities of validated records, or raise 503 without models."""
+    if state.models is None:
+        raise ApiError(
+            503,
+            "models_unavailable",
+            "the models are not loaded; see /ready for the reason",
+        )
+    probabilities = state.models.predict_proba(version, records)
+    g.probabilities = probabilities
+    return probabilities
+
+
+@bp.post("/predict")
+def predict_one() -> Response:
+    """Score one customer object."""
+    state = get_state(current_app)
+    version = _model_version(state)
+    body = read_json_body(request, state.settings.max_body_bytes)
+    g.batch_size = 1
+    record, customer_id, problems = state.validator.validate(body)
+    if problems:
+        message, details = summarize(problems, "the customer")
+        raise ApiError(422, "validation_error", message, details)
+    probability = float(_score(state, version, [record])[0])  # type: ignore[list-item]
+    answer: dict[str, Any] = {
+        "model": version,
+        "churn": probability >= state.settings.threshold,
+        "churn_probability": probability,
+        "request_id": g.request_id,
+    }
+    if customer_id is not None:
+        answer[ID_COLUMN] = customer_id
+    return jsonify(answer)
+
+
+@bp.post("/predict/batch")
+def predict_batch() -> Response:
+    """Score ``{"instances": [customer, ...]}``, answering in input order."""
+    state = get_state(current_app)
+    version = _model_version(state)
+    body = read_json_body(request, state.settings.max_body_bytes)
+    instances = _instances(body, state.settings.max_batch)
+    g.batch_size = len(instances)
+    records: list[dict[str, object]] = []
+    ids: list[str | None] = []
+    problems: list[dict[str, str]] = []
+    validate = state.validator.validate
+    for i, instance in enumerate(instances):
+        record, customer_id, record_problems = validate(instance, f"instances[{i}].")
+        if record_problems:
+            problems.extend(record_problems)
+        elif not problems:
+            records.append(record)  # type: ignore[arg-type]
+            ids.append(customer_id)
+    if problems:
+        message, details = summarize(problems, f"the batch of {len(instances)} instances")
+        raise ApiError(422, "validation_error", message, details)
+    probabilities = _score(state, version, records)
+    threshold = state.settings.threshold
+    predictions: list[dict[str, Any]] = []
+    for probability, customer_id in zip(probabilities.tolist(), ids, strict=True):
+        item: dict[str, Any] = {"churn": probability >= threshold, "churn_probability": probability}
+        if customer_id is not None:
+            item[ID_COLUMN] = customer_id
+        predictions.append(item)
+    return jsonify({"model": version, "predictions": predictions, "request_id": g.request_id})
+
+
+def _instances(body: object, max_batch: int) -> list[object]:
+    """Return the ``instances`` list of a batch body, or raise 413 / 422."""
+    if not isinstance(body, dict):
+        raise ApiError(
+            422,
+            "validation_error",
+            'the body must be a JSON object {"instances": [customer, ...]}',
+            [{"field": "body", "problem": "must be a JSON object"}],
+        )
+    problems = [
+        {"field": str(key)[:100], "problem": "unknown field; the body holds only 'instances'"}
+        for key in body
+        if key != "instances"
+    ]
+    instances = body.get("instances")
+    if "instances" not in body:
+        problems.insert(0, {"field": "instances", "problem": "required field is missing"})
+    elif not isinstance(instances, list):
+        problems.insert(0, {"field": "instances", "problem": "must be an array of customers"})
+    elif not instances:
+        problems.insert(0, {"field": "instances", "problem": "must hold at least 1 customer"})
+    if problems:
+        message, details = summarize(problems, "the batch body")
+        raise ApiError(422, "validation_error", message, details)
+    assert isinstance(instances, list)  # noqa: S101 - narrowed above
+    if len(instances) > max_batch:
+        raise ApiError(
+            413,
+            "batch_too_large",
+            f"{len(instances)} instances; at most {max_batch} are accepted per request",
+            [{"field": "instances", "problem": f"must hold at most {max_batch} customers"}],
+        )
+    return instances

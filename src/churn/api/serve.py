@@ -1,0 +1,121 @@
+"""Serve the API with Waitress: ``python -m churn.api.serve`` or the ``churn-api`` script.
+
+Every setting comes from the environment over ``configs/api.yaml`` (see `churn.config`).
+On SIGTERM or SIGINT the server stops accepting connections, lets the requests in flight
+finish (up to ``GRACE_SECONDS``), flushes the MLflow serving statistics and exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+from waitress import create_server, wasyncore
+
+from churn.api.app import create_app
+from churn.api.request_log import attach_handlers
+from churn.api.state import get_state
+from churn.config import ApiSettings, SettingsError, load_api_settings
+
+__all__ = ["main", "waitress_options"]
+
+log = logging.getLogger("churn.api.serve")
+
+#: Longest wait for requests in flight after SIGTERM (Docker's default stop timeout is 10 s).
+GRACE_SECONDS = 8.0
+#: Headroom over the app's body limit: bodies up to this size reach the app, which answers
+#: 413 in JSON; Waitress itself refuses anything larger before buffering it (plain-text 413).
+BODY_HEADROOM = 64 * 1024
+
+
+def waitress_options(settings: ApiSettings) -> dict[str, object]:
+    """Return the Waitress adjustments for ``settings``."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "threads": settings.threads,
+        "channel_timeout": settings.channel_timeout,
+        "max_request_body_size": settings.max_body_bytes + BODY_HEADROOM,
+        # The API sits behind no trusted proxy: drop X-Forwarded-* and friends.
+        "clear_untrusted_proxy_headers": True,
+        "ident": "churn-api",
+        "asyncore_use_poll": True,
+    }
+
+
+def _busy(server: object) -> bool:
+    """Tell whether any connection has a request being read, run or written back."""
+    channels = getattr(server, "active_channels", {})
+    return any(
+        ch.requests or ch.total_outbufs_len or getattr(ch, "request", None) is not None
+        for ch in list(channels.values())
+    )
+
+
+def run(settings: ApiSettings, stop: threading.Event | None = None) -> None:
+    """Build the app and serve it until ``stop`` is set (or SIGTERM/SIGINT in the main thread).
+
+    Raises:
+        SettingsError: a setting is invalid.
+        OSError: the address cannot be bound.
+
+    """
+    stop = stop or threading.Event()
+    app = create_app(settings)
+    churn_handlers = [h for h in logging.getLogger("churn").handlers]
+    attach_handlers(logging.getLogger("waitress"), churn_handlers, settings.log_level)
+
+    server = create_server(app, **waitress_options(settings))
+    if threading.current_thread() is threading.main_thread():
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s, stopping", signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    socket_map = server._map  # type: ignore[attr-defined]  # waitress keeps its map there
+    log.info(
+        "serving on http://%s:%s",
+        server.effective_host,  # type: ignore[union-attr]
+        server.effective_port,  # type: ignore[union-attr]
+        extra={"threads": settings.threads},
+    )
+    try:
+        while not stop.is_set():
+            wasyncore.loop(timeout=0.2, use_poll=True, map=socket_map, count=1)
+        # Graceful stop: take no new connections, finish and send what is in flight.
+        server.accepting = False  # type: ignore[union-attr]
+        deadline = time.monotonic() + GRACE_SECONDS
+        while _busy(server) and time.monotonic() < deadline:
+            wasyncore.loop(timeout=0.05, use_poll=True, map=socket_map, count=1)
+    finally:
+        server.task_dispatcher.shutdown(timeout=2)  # type: ignore[union-attr]
+        wasyncore.close_all(socket_map)
+        stats = get_state(app).stats
+        if stats is not None:
+            stats.stop(timeout=2)
+        log.info("stopped")
+
+
+def main() -> int:
+    """Entry point of ``churn-api``: serve until SIGTERM; exit 2 on invalid settings."""
+    try:
+        settings = load_api_settings()
+        run(settings)
+    except SettingsError as exc:
+        print(f"churn-api: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"churn-api: cannot serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""What an app holds for its lifetime: settings, the served models, metrics, statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+
+if TYPE_CHECKING:
+    from churn.api.metrics import ApiMetrics
+    from churn.api.stats import MlflowStats
+    from churn.api.validation import CustomerValidator
+    from churn.config import ApiSettings
+    from churn.predict import ServingModels
+
+__all__ = ["ApiState", "get_state"]
+
+EXTENSION_KEY = "churn"
+
+
+@dataclass
+class ApiState:
+    """Built once by `create_app`; request handlers only read it (counters aside)."""
+
+    settings: ApiSettings
+    metrics: ApiMetrics
+    validator: CustomerValidator
+    #: The verified models, or None when loading failed (then `load_error` says why).
+    models: ServingModels | None
+    load_error: str | None
+    #: MLflow serving statistics, or None when disabled.
+    stats: MlflowStats | None
+    #: The /models answer and the OpenAPI document, computed once.
+    models_document: dict[str, Any] = field(default_factory=dict)
+    openapi_document: dict[str, Any] = field(default_factory=dict)
+    #: How often the catch-all error handler answered (tests assert it stays 0).
+    internal_errors: int = 0
+
+
+def get_state(app: Flask) -> ApiState:
+    """Return the state `create_app` attached to ``app``."""
+    return app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]

@@ -1,0 +1,314 @@
+"""Request validation: read a JSON body within limits and check customers against the schema.
+
+Hand-written for speed and precise messages, and driven by `churn.schema` (the category
+spellings and numeric ranges are never restated here). The accepted forms, also described in
+the OpenAPI document, are:
+
+* categorical fields: a string spelled exactly as in the data set;
+* numeric fields: a JSON number, or a numeric string as CSV exports write it (``"29.85"``,
+  ``"1"``: digits with an optional decimal part, no sign, exponent or spaces); whole-number
+  fields (``SeniorCitizen``, ``tenure``) take integral numbers only (``5`` or ``5.0``, not
+  ``5.5``) and digit-only strings; booleans, ``NaN`` and ``Infinity`` are rejected;
+* ``TotalCharges`` may also be ``null`` or a blank string (spaces or tabs only), meaning unknown,
+  as the raw file has for customers with tenure 0;
+* ``customerID``: optional string, echoed back; any other field is rejected by name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from flask import Request
+
+from churn.api.errors import ApiError
+from churn.schema import CATEGORICAL, FEATURE_COLUMNS, ID_COLUMN, NUMERIC, NumericField
+
+#: Longest accepted customerID.
+MAX_ID_LENGTH = 128
+#: Most field problems reported in one error response (the message gives the total).
+MAX_DETAILS = 100
+#: Longest user-supplied text quoted back in an error message.
+_QUOTE_LIMIT = 40
+
+Detail = dict[str, str]
+
+# Numeric strings: the general shapes (the range is checked after parsing) ...
+_INT_SHAPE = re.compile(r"^[0-9]+$")
+_DECIMAL_SHAPE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+#: ... and a blank TotalCharges. `$` also allows one trailing newline, exactly as the same
+#: patterns in the OpenAPI document behave under Python's `re` (used by JSON-schema validators).
+BLANK_PATTERN = r"^[ \t]*$"
+_BLANK = re.compile(BLANK_PATTERN)
+
+
+def _int_at_most(limit: int) -> str:
+    """Regex (unanchored) for the decimal digits of the integers 0..limit, no leading zeros."""
+    digits = str(limit)
+    if len(digits) == 1:
+        return f"[0-{digits}]"
+    alternatives = ["[0-9]"]
+    if len(digits) > 2:
+        alternatives.append(f"[1-9][0-9]{{1,{len(digits) - 2}}}")
+    for i, char in enumerate(digits):
+        low, high = (1 if i == 0 else 0), int(char) - 1
+        if high >= low:
+            rest = len(digits) - i - 1
+            tail = f"[0-9]{{{rest}}}" if rest else ""
+            alternatives.append(f"{digits[:i]}[{low}-{high}]{tail}")
+    alternatives.append(digits)
+    return "|".join(alternatives)
+
+
+def string_pattern(spec: NumericField) -> str:
+    """Return the exact regex of the numeric strings accepted for a field of this spec.
+
+    It matches the same strings the validator accepts (shape and range), so the OpenAPI
+    document can state it truthfully. Leading zeros are allowed, as in ``"007"``.
+    """
+    if spec.minimum != 0 or not float(spec.maximum).is_integer() or spec.maximum < 1:
+        raise ValueError("string patterns are only derived for ranges 0..N with an integer N")
+    top = int(spec.maximum)
+    if spec.integer:
+        return rf"^0*({_int_at_most(top)})$"
+    below = _int_at_most(top - 1)
+    return rf"^0*(({below})(\.[0-9]+)?|{top}(\.0+)?)$"
+
+
+def _quote(value: object) -> str:
+    """Describe a rejected value briefly (never echo long input)."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= _QUOTE_LIMIT else f"a string of {len(value)} chars"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        text = repr(value)
+        return text if len(text) <= _QUOTE_LIMIT else "a very long number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _field_name(key: str) -> str:
+    return key if len(key) <= 100 else key[:100] + "..."
+
+
+@dataclass(frozen=True)
+class _Numeric:
+    name: str
+    spec: NumericField
+    shape: re.Pattern[str]
+    range_text: str
+
+
+class CustomerValidator:
+    """Checks customer objects; build once, then call `validate` per record."""
+
+    def __init__(self) -> None:
+        self.fields: tuple[str, ...] = FEATURE_COLUMNS
+        self._categories: dict[str, frozenset[str]] = {
+            name: frozenset(values) for name, values in CATEGORICAL.items()
+        }
+        self._choices_text: dict[str, str] = {
+            name: ", ".join(repr(v) for v in values) for name, values in CATEGORICAL.items()
+        }
+        self._numeric: dict[str, _Numeric] = {}
+        for name, spec in NUMERIC.items():
+            low = int(spec.minimum) if float(spec.minimum).is_integer() else spec.minimum
+            high = int(spec.maximum) if float(spec.maximum).is_integer() else spec.maximum
+            self._numeric[name] = _Numeric(
+                name=name,
+                spec=spec,
+                shape=_INT_SHAPE if spec.integer else _DECIMAL_SHAPE,
+                range_text=f"between {low} and {high}",
+            )
+        self._known = frozenset(FEATURE_COLUMNS) | {ID_COLUMN}
+        self._known_lower = {k.lower(): k for k in self._known}
+
+    # -- single values ----------------------------------------------------------------------
+
+    def _categorical(self, name: str, value: object) -> tuple[str | None, str | None]:
+        if isinstance(value, str) and value in self._categories[name]:
+            return value, None
+        problem = f"must be one of {self._choices_text[name]}; got {_quote(value)}"
+        if isinstance(value, str):
+            folded = value.strip().casefold()
+            for choice in CATEGORICAL[name]:
+                if choice.casefold() == folded:
+                    problem += f" (did you mean {choice!r}?)"
+                    break
+        return None, problem
+
+    def _number(self, numeric: _Numeric, value: object) -> tuple[object, str | None]:
+        spec = numeric.spec
+        kind = "a whole number" if spec.integer else "a number"
+        number: int | float | Decimal
+        if isinstance(value, bool):
+            return None, f"must be {kind}, not a boolean"
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return None, f"must be a finite number; got {_quote(value)}"
+            number = value
+        elif isinstance(value, str):
+            if spec.nullable and _BLANK.match(value):
+                return None, None
+            if not numeric.shape.match(value):
+                shape = "digits only" if spec.integer else "digits with an optional decimal part"
+                return None, f"must be {kind} or a numeric string ({shape}); got {_quote(value)}"
+            try:
+                number = Decimal(value.strip())
+            except InvalidOperation:  # pragma: no cover - the shape check rules this out
+                return None, f"must be {kind}; got {_quote(value)}"
+        elif value is None:
+            if spec.nullable:
+                return None, None
+            return None, f"must be {kind}, not null"
+        else:
+            return None, f"must be {kind}; got {_quote(value)}"
+        if not spec.minimum <= number <= spec.maximum:
+            return None, f"must be {numeric.range_text}; got {_quote(value)}"
+        if spec.integer:
+            if number != int(number):
+                return None, f"must be a whole number; got {_quote(value)}"
+            return int(number), None
+        return float(number), None
+
+    # -- records ----------------------------------------------------------------------------
+
+    def validate(
+        self, obj: object, prefix: str = ""
+    ) -> tuple[dict[str, object] | None, str | None, list[Detail]]:
+        """Check one customer object.
+
+        Returns ``(record, customer_id, problems)``: the record holds the 19 feature columns
+        with normalised values (None when there are problems); field names in problems are
+        prefixed with ``prefix`` (e.g. ``instances[3].``).
+        """
+        if not isinstance(obj, Mapping):
+            where = prefix.rstrip(".") or "body"
+            return (
+                None,
+                None,
+                [{"field": where, "problem": f"must be a JSON object; got {_quote(obj)}"}],
+            )
+        problems: list[Detail] = []
+        record: dict[str, object] = {}
+        present = 0
+        for name in self.fields:
+            if name not in obj:
+                problems.append({"field": prefix + name, "problem": "required field is missing"})
+                continue
+            present += 1
+            value = obj[name]
+            numeric = self._numeric.get(name)
+            if numeric is None:
+                parsed, problem = self._categorical(name, value)
+            else:
+                parsed, problem = self._number(numeric, value)
+            if problem is None:
+                record[name] = parsed
+            else:
+                problems.append({"field": prefix + name, "problem": problem})
+        customer_id = obj.get(ID_COLUMN)
+        if ID_COLUMN in obj and not (
+            isinstance(customer_id, str) and len(customer_id) <= MAX_ID_LENGTH
+        ):
+            problem = (
+                f"must be a string of at most {MAX_ID_LENGTH} characters"
+                if isinstance(customer_id, str)
+                else f"must be a string; got {_quote(customer_id)}"
+            )
+            problems.append({"field": prefix + ID_COLUMN, "problem": problem})
+        if len(obj) > present + (ID_COLUMN in obj):
+            problems.extend(self._unknown(obj, prefix))
+        if problems:
+            return None, None, problems
+        return record, customer_id if isinstance(customer_id, str) else None, []
+
+    def _unknown(self, obj: Mapping[str, object], prefix: str) -> list[Detail]:
+        problems = []
+        for key in obj:
+            if key in self._known:
+                continue
+            problem = "unknown field"
+            hint = self._known_lower.get(str(key).lower()) or next(
+                iter(difflib.get_close_matches(str(key), self._known, n=1, cutoff=0.8)), None
+            )
+            if hint:
+                problem += f"; did you mean {hint!r}?"
+            elif key == "instances":
+                problem += "; send batches to /predict/batch"
+            problems.append({"field": prefix + _field_name(str(key)), "problem": problem})
+        return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Bodies
+# --------------------------------------------------------------------------------------------
+
+
+def _is_json_mimetype(mimetype: str) -> bool:
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
+
+
+def read_json_body(request: Request, max_bytes: int) -> Any:
+    """Return the parsed JSON body of ``request``, enforcing type and size.
+
+    Raises:
+        ApiError: 413 when the body is larger than ``max_bytes`` (checked on the declared
+            Content-Length before reading, and again while reading), 415 when the content
+            type is not JSON, 400 when the body is empty or not valid JSON.
+
+    """
+    declared = request.content_length
+    if declared is not None and declared > max_bytes:
+        raise _too_large(max_bytes)
+    if not _is_json_mimetype(request.mimetype):
+        given = request.mimetype or "none"
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type must be application/json; got {_quote(given)}",
+        )
+    data = request.stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise _too_large(max_bytes)
+    if not data.strip():
+        raise ApiError(400, "malformed_json", "the request body is empty; expected JSON")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "the JSON body is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int-digits limit
+        reason = str(exc).splitlines()[0][:200]
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {reason}") from None
+
+
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(
+        413, "payload_too_large", f"the request body is larger than the limit of {max_bytes} bytes"
+    )
+
+
+def summarize(problems: list[Detail], subject: str) -> tuple[str, list[Detail]]:
+    """Return an error message and at most `MAX_DETAILS` details for a list of problems."""
+    count = len(problems)
+    noun = "problem" if count == 1 else "problems"
+    message = f"{count} {noun} in {subject}"
+    if count > MAX_DETAILS:
+        message += f" (the first {MAX_DETAILS} are listed)"
+    return message, problems[:MAX_DETAILS]
