@@ -104,7 +104,9 @@ def _buildkit_env(session: nox.Session) -> dict[str, str]:
     if _run_quiet("docker", "buildx", "version").returncode == 0:
         return {}
     if os.environ.get("DOCKER_BUILDKIT") == "1":
-        session.log("buildx is not installed: building with the classic builder (DOCKER_BUILDKIT=0)")
+        session.log(
+            "buildx is not installed: building with the classic builder (DOCKER_BUILDKIT=0)"
+        )
     return {"DOCKER_BUILDKIT": "0"}
 
 
@@ -113,7 +115,7 @@ def _image_exists(ref: str) -> bool:
 
 
 def _base_image(session: nox.Session) -> str:
-    """The base image to build on: BASE_IMAGE, python:3.12-slim, or a stand-in built here."""
+    """Choose the base image: BASE_IMAGE, python:3.12-slim, or a stand-in built here."""
     wanted = os.environ.get("BASE_IMAGE")
     if wanted:
         return wanted
@@ -149,7 +151,9 @@ def _base_image(session: nox.Session) -> str:
                 "debootstrap`, or set BASE_IMAGE to an image with Python 3.11+ you have."
             )
     if os.geteuid() != 0:
-        session.error("Building the stand-in base needs root (debootstrap): run as root or set BASE_IMAGE.")
+        session.error(
+            "Building the stand-in base needs root (debootstrap): run as root or set BASE_IMAGE."
+        )
     session.run("bash", str(ROOT / "docker" / "standin-base.sh"), STANDIN_BASE_IMAGE, external=True)
     return STANDIN_BASE_IMAGE
 
@@ -194,7 +198,9 @@ def _port_in_use(port: int) -> bool:
 def _container_ids(session: nox.Session, compose: list[str]) -> dict[str, str]:
     ids = {}
     for service in SERVICES:
-        out = session.run(*compose, "ps", "-q", service, silent=True, external=True, env=_stack_env())
+        out = session.run(
+            *compose, "ps", "-q", service, silent=True, external=True, env=_stack_env()
+        )
         ids[service] = (out or "").strip()
     return ids
 
@@ -203,7 +209,11 @@ def _health(container_id: str) -> str:
     if not container_id:
         return "missing"
     out = _run_quiet(
-        "docker", "inspect", "--format", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", container_id
+        "docker",
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+        container_id,
     )
     state, _, health = out.stdout.strip().partition(" ")
     return health or state or "missing"
@@ -221,9 +231,12 @@ def _prepare_data_dirs(session: nox.Session) -> None:
             for sub in [path, *path.rglob("*")]:
                 os.chown(sub, CONTAINER_UID, CONTAINER_UID, follow_symlinks=False)
         else:
-            session.log(f"{name}/: owned by uid {path.stat().st_uid}; making it writable for uid {CONTAINER_UID}")
+            owner = path.stat().st_uid
+            session.log(f"{name}/: owned by uid {owner}; making it writable for the containers")
             for sub in [path, *path.rglob("*")]:
-                sub.chmod(sub.stat().st_mode | 0o777 if sub.is_dir() else sub.stat().st_mode | 0o666)
+                sub.chmod(
+                    sub.stat().st_mode | 0o777 if sub.is_dir() else sub.stat().st_mode | 0o666
+                )
 
 
 def _urls() -> dict[str, str]:
@@ -267,11 +280,25 @@ def tests(session: nox.Session) -> None:
 def lock(session: nox.Session) -> None:
     """Regenerate the hashed lock files (images and dev) from pyproject.toml with uv."""
     _require_tool(session, "uv", "pip install uv")
-    common = ["uv", "pip", "compile", "--universal", "--python-version", "3.11", "--generate-hashes", "--quiet"]
+    common = [
+        "uv",
+        "pip",
+        "compile",
+        "--universal",
+        "--python-version",
+        "3.11",
+        "--generate-hashes",
+        "--quiet",
+    ]
     api_lock = "docker/requirements/api.lock"
     session.run(*common, "pyproject.toml", "-o", api_lock, *session.posargs, external=True)
     session.run(
-        *common, "docker/requirements/mlflow.in", "-o", "docker/requirements/mlflow.lock", *session.posargs, external=True
+        *common,
+        "docker/requirements/mlflow.in",
+        "-o",
+        "docker/requirements/mlflow.lock",
+        *session.posargs,
+        external=True,
     )
     # The dev lock is constrained by the API lock: training and serving unpickle with the
     # same scikit-learn and numpy.
@@ -315,7 +342,9 @@ def build(session: nox.Session) -> None:
         "REVISION": _git_revision(),
         "CREATED": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    build_args = [f"--build-arg=BASE_IMAGE={base}"] + [f"--build-arg={k}={v}" for k, v in labels.items()]
+    build_args = [f"--build-arg=BASE_IMAGE={base}"] + [
+        f"--build-arg={k}={v}" for k, v in labels.items()
+    ]
     env = _buildkit_env(session)
     for image, dockerfile in ((MLFLOW_IMAGE, "Dockerfile.mlflow"), (API_IMAGE, "Dockerfile.mlapp")):
         started = time.monotonic()
@@ -325,7 +354,9 @@ def build(session: nox.Session) -> None:
             *build_args, *session.posargs, ".",
             external=True, env=env,
         )  # fmt: skip
-        session.log(f"built {image}:{version} (and :latest) on {base} in {time.monotonic() - started:.0f} s")
+        session.log(
+            f"built {image}:{version} (and :latest) on {base} in {time.monotonic() - started:.0f} s"
+        )
 
 
 @nox.session(venv_backend="none")
@@ -351,7 +382,9 @@ def up(session: nox.Session) -> None:
         states = {s: _health(cid) for s, cid in _container_ids(session, compose).items()}
         if all(state == "healthy" for state in states.values()):
             break
-        if time.monotonic() - started > timeout or any(s in ("exited", "dead") for s in states.values()):
+        if time.monotonic() - started > timeout or any(
+            s in ("exited", "dead") for s in states.values()
+        ):
             for service, state in states.items():
                 if state != "healthy":
                     session.log(f"--- {service} is {state}; last lines of its log:")

@@ -76,7 +76,9 @@ def test_batch_keeps_input_order_and_matches_single_predictions(
     assert [p["churn_probability"] for p in body["predictions"]] == pytest.approx(single, abs=1e-12)
 
 
-def test_default_model_is_used_without_query(http: requests.Session, api_url: str, customer: dict) -> None:
+def test_default_model_is_used_without_query(
+    http: requests.Session, api_url: str, customer: dict
+) -> None:
     default = http.get(f"{api_url}/models", timeout=10).json()["default"]
     assert http.post(f"{api_url}/predict", json=customer, timeout=10).json()["model"] == default
 
@@ -88,7 +90,9 @@ def test_bad_field_gets_422_naming_it(http: requests.Session, api_url: str, cust
     assert "Contract" in fields
 
 
-def test_unknown_version_gets_404_listing_versions(http: requests.Session, api_url: str, customer: dict) -> None:
+def test_unknown_version_gets_404_listing_versions(
+    http: requests.Session, api_url: str, customer: dict
+) -> None:
     r = http.post(f"{api_url}/predict?model=v9", json=customer, timeout=10)
     assert r.status_code == 404
     assert "v1" in r.text and "v2" in r.text
@@ -122,7 +126,9 @@ def test_home_page_has_the_form_and_links(http: requests.Session, api_url: str) 
     assert "5001" in r.text or "mlflow" in r.text.lower()
 
 
-def test_metrics_exposes_prometheus_series(http: requests.Session, api_url: str, customer: dict) -> None:
+def test_metrics_exposes_prometheus_series(
+    http: requests.Session, api_url: str, customer: dict
+) -> None:
     http.post(f"{api_url}/predict?model=v1", json=customer, timeout=10)
     r = http.get(f"{api_url}/metrics", timeout=10)
     assert r.status_code == 200

@@ -14,7 +14,9 @@ def test_mlflow_ui_answers(http: requests.Session, mlflow_url: str) -> None:
     assert "<html" in r.text.lower()
 
 
-def test_mlflow_ui_answers_a_forwarded_codespaces_host(http: requests.Session, mlflow_url: str) -> None:
+def test_mlflow_ui_answers_a_forwarded_codespaces_host(
+    http: requests.Session, mlflow_url: str
+) -> None:
     headers = {"Host": "fluffy-space-robot-5001.app.github.dev", "X-Forwarded-Proto": "https"}
     r = http.get(f"{mlflow_url}/", headers=headers, timeout=10)
     assert r.status_code == 200, r.text[:200]
@@ -43,11 +45,15 @@ def test_training_runs_reported_by_the_api_are_in_the_tracking_server(
         assert "roc_auc" in logged
 
 
-def test_registered_model_versions_exist(http: requests.Session, api_url: str, mlflow_url: str) -> None:
+def test_registered_model_versions_exist(
+    http: requests.Session, api_url: str, mlflow_url: str
+) -> None:
     models = http.get(f"{api_url}/models", timeout=10).json()["models"]
     for model in models:
         name = model["mlflow"]["registered_model"]
-        r = http.get(f"{mlflow_url}/api/2.0/mlflow/registered-models/get", params={"name": name}, timeout=10)
+        r = http.get(
+            f"{mlflow_url}/api/2.0/mlflow/registered-models/get", params={"name": name}, timeout=10
+        )
         assert r.status_code == 200, r.text[:200]
 
 
@@ -66,11 +72,15 @@ def test_serving_statistics_arrive_in_mlflow(
         )
         if exp.status_code == 200:
             exp_id = exp.json()["experiment"]["experiment_id"]
-            runs = http.post(
-                f"{mlflow_url}/api/2.0/mlflow/runs/search",
-                json={"experiment_ids": [exp_id], "max_results": 50},
-                timeout=10,
-            ).json().get("runs", [])
+            runs = (
+                http.post(
+                    f"{mlflow_url}/api/2.0/mlflow/runs/search",
+                    json={"experiment_ids": [exp_id], "max_results": 50},
+                    timeout=10,
+                )
+                .json()
+                .get("runs", [])
+            )
             keys = {m["key"] for run in runs for m in run["data"].get("metrics", [])}
             if any(k.startswith("requests") for k in keys):
                 return
