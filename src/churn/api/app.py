@@ -57,7 +57,8 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         ) from None
 
     app = Flask(__name__, static_folder="static", template_folder="templates")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # Werkzeug cuts bodies at this size silently; one byte more lets read_json_body see it.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     served, load_error = _load_models(settings)

@@ -62,13 +62,12 @@ def describe_models(
         "versions": list(models.versions) if models is not None else [],
         "ready": models is not None,
         "threshold": settings.threshold,
-        "models": {},
+        "models": [],
     }
     if models is None:
         document["reason"] = load_error or "models not loaded"
         return document
-    for version in models.versions:
-        document["models"][version] = describe_model(models.info(version).metadata)
+    document["models"] = [describe_model(models.info(v).metadata) for v in models.versions]
     return document
 
 

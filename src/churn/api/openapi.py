@@ -275,7 +275,11 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
                 "ready": {"type": "boolean"},
                 "reason": text,
                 "threshold": probability,
-                "models": {"type": "object", "additionalProperties": _ref("ModelDescription")},
+                "models": {
+                    "type": "array",
+                    "description": "One per served version, in the order of `versions`.",
+                    "items": _ref("ModelDescription"),
+                },
             },
         },
     }

@@ -108,7 +108,8 @@
     clearErrors();
     button.disabled = true;
     var model = form.elements.model.value;
-    fetch("predict?model=" + encodeURIComponent(model), {
+    var url = form.getAttribute("data-predict-url") || "/predict";
+    fetch(url + "?model=" + encodeURIComponent(model), {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify(collect()),
