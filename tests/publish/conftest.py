@@ -1,0 +1,145 @@
+"""Fixtures for the publish test: real registries on 127.0.0.1 and a clean clone to publish from.
+
+Run through `nox -s publish-test` after `nox -s build up` (CI does so while the images exist).
+Nothing leaves 127.0.0.1. The helpers (registries, docker, nox runs) are in publish_support.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from publish_support import (
+    IMAGES,
+    MAIN_ROOT,
+    OCI,
+    Registry,
+    docker,
+    start_registry,
+    stop_registry,
+)
+
+CONTAINER_UID = 1000  # the images' user: it owns the stack's bind-mounted folders
+
+
+@pytest.fixture(scope="session")
+def say(pytestconfig: pytest.Config) -> Callable[[str], None]:
+    """Print a figure or a step on the terminal, even while pytest captures output."""
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+
+    def _say(message: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"[publish-test] {message}")
+        else:  # pragma: no cover - only without the terminal plugin
+            print(f"[publish-test] {message}", file=sys.__stdout__)
+
+    return _say
+
+
+@pytest.fixture(scope="session")
+def images() -> dict[str, dict[str, str]]:
+    """The OCI labels of the two local images `nox -s build` made, without their prefix."""
+    found = {}
+    for image in IMAGES:
+        out = docker("image", "inspect", "--format", "{{json .Config.Labels}}", f"{image}:latest")
+        if out.returncode != 0:
+            pytest.fail(f"{image}:latest is missing: run `nox -s build` before this test.")
+        labels = json.loads(out.stdout or "null") or {}
+        found[image] = {k.removeprefix(OCI): v for k, v in labels.items() if k.startswith(OCI)}
+    revisions = {labels.get("revision", "") for labels in found.values()}
+    if len(revisions) != 1:
+        pytest.fail(f"the two images were built from different revisions {revisions}: rebuild.")
+    return found
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """An open registry (no auth, plain HTTP) on 127.0.0.1, as on a developer's machine."""
+    address, process = start_registry(tmp_path_factory.mktemp("registry"))
+    started = Registry(address, process)
+    yield started
+    stop_registry(started)
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry that wants a login (htpasswd, bcrypt): user `robot`, a random token."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        crypt = pytest.importorskip("crypt", reason="bcrypt hashing needs the crypt module")
+    token = "tok-" + os.urandom(12).hex()
+    line = "robot:" + crypt.crypt(token, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    address, process = start_registry(tmp_path_factory.mktemp("auth-registry"), htpasswd=line)
+    started = Registry(address, process, user="robot", token=token)
+    yield started
+    stop_registry(started)
+
+
+def _copy_training_store(source: Path, target: Path) -> None:
+    """Copy mlruns/: SQLite files through SQLite's backup API (safe while a server writes)."""
+    if not (source / "mlflow.db").is_file():
+        pytest.fail(
+            f"{source}/mlflow.db is missing: the smoke tests look up the training runs there. "
+            "Run `nox -s build up` (CI runs this test after the main job)."
+        )
+    sqlite_files = (".db", ".db-wal", ".db-shm", ".db-journal")
+    shutil.copytree(
+        source, target, ignore=lambda _, names: [n for n in names if n.endswith(sqlite_files)]
+    )
+    for db in source.rglob("*.db"):
+        src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        dst = sqlite3.connect(target / db.relative_to(source))
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+
+
+def _hand_to_container_user(folder: Path) -> None:
+    """Let the containers' user (uid 1000) write the folder, as `nox -s up` does."""
+    for path in [folder, *folder.rglob("*")]:
+        if os.geteuid() == 0:
+            os.chown(path, CONTAINER_UID, CONTAINER_UID, follow_symlinks=False)
+        elif not path.is_symlink():
+            path.chmod(path.stat().st_mode | (0o777 if path.is_dir() else 0o666))
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory, images: dict[str, dict[str, str]]) -> Path:
+    """A clean clone of the repo at the commit the images were built from, with a training store.
+
+    Publishing from it never meets other people's uncommitted work, and the stack started from
+    it bind-mounts its own mlruns/ and logs/, not the main stack's. Its mlruns/ is a copy of the
+    main checkout's, so the runs the baked-in models name are in the tracking server.
+    """
+    revision = next(iter(images.values())).get("revision", "")
+    clone = tmp_path_factory.mktemp("publish") / "repo"
+    subprocess.run(
+        ["git", "clone", "--quiet", "--no-checkout", str(MAIN_ROOT), str(clone)], check=True
+    )
+    checkout = subprocess.run(
+        ["git", "-C", str(clone), "checkout", "--quiet", "--detach", revision],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if checkout.returncode != 0:
+        pytest.fail(f"the images' revision {revision!r} is not a commit of this repo: rebuild.")
+    if "def publish(" not in (clone / "noxfile.py").read_text(encoding="utf-8"):
+        pytest.fail(f"the images were built from {revision}, before `nox -s publish`: rebuild.")
+    for key, value in (("user.email", "publish-test@127.0.0.1"), ("user.name", "publish-test")):
+        subprocess.run(["git", "-C", str(clone), "config", key, value], check=True)
+    _copy_training_store(MAIN_ROOT / "mlruns", clone / "mlruns")
+    (clone / "logs").mkdir()
+    _hand_to_container_user(clone / "mlruns")
+    _hand_to_container_user(clone / "logs")
+    return clone
