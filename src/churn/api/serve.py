@@ -7,6 +7,7 @@ finish (up to ``GRACE_SECONDS``), flushes the MLflow serving statistics and exit
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -14,21 +15,25 @@ import threading
 import time
 from types import FrameType
 
+from flask import Flask
 from waitress import create_server, wasyncore
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
 
 from churn.api.app import create_app
+from churn.api.errors import HTTP_CODES
 from churn.api.request_log import attach_handlers
 from churn.api.state import get_state
 from churn.config import ApiSettings, SettingsError, load_api_settings
 
-__all__ = ["main", "waitress_options"]
+__all__ = ["main", "run", "serve", "waitress_options"]
 
 log = logging.getLogger("churn.api.serve")
 
 #: Longest wait for requests in flight after SIGTERM (Docker's default stop timeout is 10 s).
 GRACE_SECONDS = 8.0
 #: Headroom over the app's body limit: bodies up to this size reach the app, which answers
-#: 413 in JSON; Waitress itself refuses anything larger before buffering it (plain-text 413).
+#: 413 itself; Waitress refuses anything larger before buffering it (also as a JSON 413).
 BODY_HEADROOM = 64 * 1024
 
 
@@ -45,6 +50,32 @@ def waitress_options(settings: ApiSettings) -> dict[str, object]:
         "ident": "churn-api",
         "asyncore_use_poll": True,
     }
+
+
+class JsonErrorTask(ErrorTask):
+    """Waitress's own error answers in the contract's JSON shape instead of plain text.
+
+    Waitress answers these before the app sees the request: a body far over the limit,
+    headers too large, malformed HTTP.
+    """
+
+    def execute(self) -> None:
+        """Write the error as JSON and close the connection, as Waitress does."""
+        error = self.request.error
+        code = HTTP_CODES.get(error.code, "http_error")
+        message = f"{error.reason}: {error.body}".strip().rstrip(":")
+        body = json.dumps({"error": {"code": code, "message": message, "details": []}}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonErrorChannel(HTTPChannel):
+    """An HTTP channel whose protocol-level errors are answered by `JsonErrorTask`."""
+
+    error_task_class = JsonErrorTask
 
 
 def _busy(server: object) -> bool:
@@ -64,12 +95,25 @@ def run(settings: ApiSettings, stop: threading.Event | None = None) -> None:
         OSError: the address cannot be bound.
 
     """
+    serve(create_app(settings), settings, stop)
+
+
+def serve(app: Flask, settings: ApiSettings, stop: threading.Event | None = None) -> None:
+    """Serve ``app`` with Waitress until ``stop`` is set, then stop gracefully.
+
+    In the main thread SIGTERM and SIGINT set ``stop`` too. Requests in flight finish (up to
+    `GRACE_SECONDS`) before the connections close; then the MLflow statistics are flushed.
+
+    Raises:
+        OSError: the address cannot be bound.
+
+    """
     stop = stop or threading.Event()
-    app = create_app(settings)
     churn_handlers = [h for h in logging.getLogger("churn").handlers]
     attach_handlers(logging.getLogger("waitress"), churn_handlers, settings.log_level)
 
     server = create_server(app, **waitress_options(settings))
+    server.channel_class = JsonErrorChannel  # type: ignore[union-attr]
     if threading.current_thread() is threading.main_thread():
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
