@@ -11,7 +11,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,14 +31,12 @@ CONTAINER_UID = 1000  # the images' user: it owns the stack's bind-mounted folde
 
 @pytest.fixture(scope="session")
 def say(pytestconfig: pytest.Config) -> Callable[[str], None]:
-    """Print a figure or a step on the terminal, even while pytest captures output."""
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    """Print a step or a figure on the terminal, past pytest's output capture."""
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
 
     def _say(message: str) -> None:
-        if reporter is not None:
-            reporter.write_line(f"[publish-test] {message}")
-        else:  # pragma: no cover - only without the terminal plugin
-            print(f"[publish-test] {message}", file=sys.__stdout__)
+        with capture.global_and_fixture_disabled():
+            print(f"\n[publish-test] {message}", end="", flush=True)
 
     return _say
 
