@@ -32,7 +32,9 @@ def test_load_serves_both_versions_with_their_metadata(artifact_root: Path) -> N
     assert models.versions == ("v1", "v2")
     for version in ("v1", "v2"):
         info = models.info(version)
-        assert info == ModelInfo(version, _metadata(artifact_root, version))
+        assert info.version == version
+        assert info.metadata == _metadata(artifact_root, version)
+        assert isinstance(info, ModelInfo)
     assert models.info("v1").metadata["algorithm"] == "LogisticRegression"
     assert models.info("v2").metadata["algorithm"] == "HistGradientBoostingClassifier"
 

@@ -1,0 +1,1 @@
+"""Internals of the serving core: artifact checks, compiled features and models."""
