@@ -58,8 +58,8 @@ batch fields are named like `instances[3].tenure`):
 
 **Errors** are JSON: `{{"error": {{"code", "message", "details": [{{"field", "problem"}}]}}}}`
 with status 400 (malformed JSON), 404 (unknown path or model version), 405 (wrong method),
-413 (body over {max_body_bytes} bytes or more than {max_batch} instances), 415 (not
-`application/json`) or 422 (invalid fields). 503 means the model artifacts failed
+413 (body over {max_body_bytes} bytes), 415 (not `application/json`) or 422 (invalid
+fields, or more than {max_batch} instances in a batch). 503 means the model artifacts failed
 verification at start (see `/ready`). Every answer carries an `X-Request-ID` header: the
 caller's own when it is 1-128 characters of `A-Z a-z 0-9 . _ : / + = @ -`, else a new one.
 """
@@ -140,9 +140,9 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
     prediction_errors = {
         "400": _error("Malformed JSON or an empty body."),
         "404": _error("Unknown model version; the message lists the available ones."),
-        "413": _error("Body over the size limit, or too many instances."),
+        "413": _error("Body over the size limit."),
         "415": _error("Content-Type is not application/json."),
-        "422": _error("Invalid fields; `details` names each one."),
+        "422": _error("Invalid fields (`details` names each one), or too many instances."),
         "503": _error("The models are not loaded (artifacts failed verification)."),
     }
     probability = {"type": "number", "minimum": 0, "maximum": 1}

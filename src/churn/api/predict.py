@@ -104,7 +104,7 @@ def predict_batch() -> Response:
 
 
 def _instances(body: object, max_batch: int) -> list[object]:
-    """Return the ``instances`` list of a batch body, or raise 413 / 422."""
+    """Return the ``instances`` list of a batch body, or raise 422."""
     if not isinstance(body, dict):
         raise ApiError(
             422,
@@ -128,9 +128,9 @@ def _instances(body: object, max_batch: int) -> list[object]:
         message, details = summarize(problems, "the batch body")
         raise ApiError(422, "validation_error", message, details)
     assert isinstance(instances, list)  # noqa: S101 - narrowed above
-    if len(instances) > max_batch:
+    if len(instances) > max_batch:  # 422, not 413: the body is well-formed, the batch too long
         raise ApiError(
-            413,
+            422,
             "batch_too_large",
             f"{len(instances)} instances; at most {max_batch} are accepted per request",
             [{"field": "instances", "problem": f"must hold at most {max_batch} customers"}],

@@ -335,7 +335,7 @@ CATALOGUE: list[tuple[str, str, str, str | bytes | None, str | None, int, str, s
         "/predict/batch",
         batch([EXAMPLE_CUSTOMER] * 1001),
         JSON,
-        413,
+        422,
         "batch_too_large",
         "instances",
     ),
