@@ -83,9 +83,23 @@ def _compose_cmd(session: nox.Session) -> list[str]:
     raise AssertionError  # unreachable: session.error raises
 
 
+def _data_dirs() -> dict[str, Path]:
+    """Return the bind-mounted data folders (MLRUNS_DIR and LOGS_DIR move them)."""
+    return {
+        "MLRUNS_DIR": Path(os.environ.get("MLRUNS_DIR") or ROOT / "mlruns").resolve(),
+        "LOGS_DIR": Path(os.environ.get("LOGS_DIR") or ROOT / "logs").resolve(),
+    }
+
+
 def _stack_env() -> dict[str, str]:
-    """Environment for Compose: the host path of mlruns/ for its second mount, ports."""
-    env = {"MLRUNS_HOST_DIR": str(ROOT / "mlruns")}
+    """Environment for Compose: data folders (absolute), and the host path of mlruns/ again.
+
+    Runs logged on the host before the stack started recorded their artifacts under the host's
+    absolute mlruns path; the MLflow container mounts the folder there too (MLRUNS_HOST_DIR).
+    """
+    dirs = _data_dirs()
+    env = {name: str(path) for name, path in dirs.items()}
+    env["MLRUNS_HOST_DIR"] = str(dirs["MLRUNS_DIR"])
     for name in ("API_PORT", "MLFLOW_PORT", "BASE_IMAGE", "IMAGE_PREFIX", "IMAGE_TAG"):
         if os.environ.get(name):
             env[name] = os.environ[name]
@@ -220,23 +234,19 @@ def _health(container_id: str) -> str:
 
 
 def _prepare_data_dirs(session: nox.Session) -> None:
-    """Create mlruns/ and logs/ so the containers' user (uid 1000) can write them."""
-    for name in ("mlruns", "logs"):
-        path = ROOT / name
-        path.mkdir(exist_ok=True)
+    """Create the data folders so that the containers' user (uid 1000) can write them."""
+    for path in _data_dirs().values():
+        path.mkdir(parents=True, exist_ok=True)
         if path.stat().st_uid == CONTAINER_UID:
             continue
         if os.geteuid() == 0:
-            session.log(f"{name}/: giving it to uid {CONTAINER_UID}, the containers' user")
+            session.log(f"{path}: giving it to uid {CONTAINER_UID}, the containers' user")
             for sub in [path, *path.rglob("*")]:
                 os.chown(sub, CONTAINER_UID, CONTAINER_UID, follow_symlinks=False)
         else:
-            owner = path.stat().st_uid
-            session.log(f"{name}/: owned by uid {owner}; making it writable for the containers")
+            session.log(f"{path}: owned by uid {path.stat().st_uid}; opening it to the containers")
             for sub in [path, *path.rglob("*")]:
-                sub.chmod(
-                    sub.stat().st_mode | 0o777 if sub.is_dir() else sub.stat().st_mode | 0o666
-                )
+                sub.chmod(sub.stat().st_mode | (0o777 if sub.is_dir() else 0o666))
 
 
 def _urls() -> dict[str, str]:
@@ -418,10 +428,10 @@ def down(session: nox.Session) -> None:
     wipe = "--volumes" in args or "-v" in args
     session.run(*compose, "down", "--remove-orphans", *args, external=True, env=_stack_env())
     if wipe:
-        for name in ("mlruns", "logs"):
-            if (ROOT / name).exists():
-                session.log(f"--volumes: deleting {name}/ (MLflow runs and API logs)")
-                shutil.rmtree(ROOT / name)
+        for path in _data_dirs().values():
+            if path.exists():
+                session.log(f"--volumes: deleting {path} (MLflow runs and API logs)")
+                shutil.rmtree(path)
 
 
 @nox.session(venv_backend="none")
