@@ -39,6 +39,9 @@ MAX_GROUP_ROWS = 256
 MAX_TABLE_BYTES = 16 * 2**20
 #: Up to this many records, gather all table rows at once.
 _SMALL_BATCH = 32
+#: Larger batches go in chunks of masks of about this size (measured on 2 cores: a
+#: 1,000-row batch about 1.8x faster than with one 800 KB block of masks).
+_CHUNK_BYTES = 256 * 2**10
 
 
 class Scorer(Protocol):
@@ -368,12 +371,17 @@ class TreeEnsembleScorer:
             rows[:, n_groups + j] = np.searchsorted(thresholds, encoded.numeric[:, i]) + start
         table = self.table
         if n <= _SMALL_BATCH:  # one gather: fewest numpy calls
-            masks = np.bitwise_and.reduce(table[rows], axis=1)
-        else:  # one gather per block: a smaller working set
-            masks = table[rows[:, 0]]
-            for j in range(1, rows.shape[1]):
-                np.bitwise_and(masks, table[rows[:, j]], out=masks)
-        raw = self._exit_values(masks) + self.baseline
+            raw = self._exit_values(np.bitwise_and.reduce(table[rows], axis=1))
+        else:  # one gather per block, in chunks: a working set that stays in cache
+            raw = np.empty(n, dtype=np.float64)
+            step = max(_SMALL_BATCH, _CHUNK_BYTES // (table.shape[1] * 8))
+            for first in range(0, n, step):
+                chunk = rows[first : first + step]
+                masks = table[chunk[:, 0]]
+                for j in range(1, chunk.shape[1]):
+                    np.bitwise_and(masks, table[chunk[:, j]], out=masks)
+                raw[first : first + step] = self._exit_values(masks)
+        raw += self.baseline
         return _positive(expit(raw), self.positive_column)
 
     def _one(self, record: Record) -> float:
