@@ -21,7 +21,7 @@ started=$(date +%s)
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-say() { printf '\n== %s\n' "$*"; }
+say() { printf '\n== [%3d s] %s\n' "$(($(date +%s) - started))" "$*"; }
 warn() { printf 'post-create: %s\n' "$*" >&2; }
 
 # Root runs apt-get itself; another user needs password-less sudo (the Codespaces user has it).
@@ -98,7 +98,7 @@ else
   warn "the Docker engine does not answer yet; it starts with the container (try again in a moment)"
 fi
 
-say "ready in $(($(date +%s) - started)) s. Next:"
+say "ready. Next:"
 cat <<'EOF'
   nox -s build up smoke     # artifacts, images, the stack (ports 5000 and 5001), smoke tests
   nox -s browser            # the same pages in headless Chromium, screenshots in results/

@@ -160,29 +160,6 @@ def test_mlflow_link_points_at_the_mlflow_port(
     assert target.port == urlsplit(mlflow_url).port, target.geturl()
 
 
-def test_forwarded_page_predicts_and_links_to_the_forwarded_mlflow_ui(
-    forwarded: Forwarded, screenshot: Screenshot
-) -> None:
-    """Opened as ``https://<codespace>-5000.app.github.dev`` behind an HTTPS proxy, the page
-    predicts, and its MLflow link is ``https://<codespace>-5001.app.github.dev/``, whose UI
-    loads and lists the experiment.
-    """
-    browser = forwarded.driver
-    browser.get(f"{forwarded.api_url}/")
-    link = _wait(browser).until(ec.presence_of_element_located((By.ID, "mlflow-link")))
-    href = urlsplit(link.get_attribute("href"))
-    assert (href.scheme, href.hostname) == ("https", forwarded.mlflow_host), href.geturl()
-    page = _predict_in_page(browser, "v2", RISKY)
-    assert 0.0 < page["meter"] < 1.0
-    screenshot(browser, "forwarded-api")
-
-    browser.get(f"{forwarded.url_via_proxy(href.hostname)}/#/experiments")
-    _wait(browser, 60).until(
-        ec.presence_of_element_located((By.XPATH, f"//a[normalize-space()='{EXPERIMENT}']"))
-    )
-    screenshot(browser, "forwarded-mlflow")
-
-
 def _experiment(http: requests.Session, mlflow_url: str) -> tuple[str, list[str]]:
     """The experiment's id and the names of its most recent runs, from the REST API."""
     got = http.get(
@@ -206,6 +183,57 @@ def _experiment(http: requests.Session, mlflow_url: str) -> tuple[str, list[str]
     return exp_id, names
 
 
+def _show_runs(
+    driver: WebDriver,
+    base_url: str,
+    exp_id: str,
+    run_names: list[str],
+    screenshot: Screenshot,
+    name: str,
+) -> None:
+    """Open the experiment's runs table and wait until every run name is a link in it."""
+    driver.get(f"{base_url}/#/experiments/{exp_id}/runs")
+
+    def listed(d: WebDriver) -> bool:
+        links = d.find_elements(By.XPATH, "//a[contains(@href, '/runs/')]")
+        return set(run_names) <= {a.text.strip() for a in links}
+
+    try:
+        _wait(driver, 60).until(listed)
+    except TimeoutException:
+        shot = screenshot(driver, f"{name}-missing")
+        pytest.fail(f"runs {run_names} are not all links in the runs table (see {shot})")
+    time.sleep(0.5)  # let the table finish painting before the screenshot
+    screenshot(driver, name)
+
+
+def test_forwarded_page_predicts_and_links_to_the_forwarded_mlflow_ui(
+    forwarded: Forwarded, http: requests.Session, mlflow_url: str, screenshot: Screenshot
+) -> None:
+    """Opened as ``https://<codespace>-5000.app.github.dev`` behind an HTTPS proxy, the page
+    predicts, and its MLflow link is ``https://<codespace>-5001.app.github.dev/``, whose UI
+    lists the experiment and its runs (the runs table is fetched with POST requests, which
+    MLflow checks against its allowed CORS origins).
+    """
+    exp_id, run_names = _experiment(http, mlflow_url)
+    browser = forwarded.driver
+    browser.get(f"{forwarded.api_url}/")
+    link = _wait(browser).until(ec.presence_of_element_located((By.ID, "mlflow-link")))
+    href = urlsplit(link.get_attribute("href"))
+    assert (href.scheme, href.hostname) == ("https", forwarded.mlflow_host), href.geturl()
+    page = _predict_in_page(browser, "v2", RISKY)
+    assert 0.0 < page["meter"] < 1.0
+    screenshot(browser, "forwarded-api")
+
+    mlflow_ui = forwarded.url_via_proxy(href.hostname)
+    browser.get(f"{mlflow_ui}/#/experiments")
+    _wait(browser, 60).until(
+        ec.presence_of_element_located((By.XPATH, f"//a[normalize-space()='{EXPERIMENT}']"))
+    )
+    screenshot(browser, "forwarded-mlflow")
+    _show_runs(browser, mlflow_ui, exp_id, run_names, screenshot, "forwarded-runs")
+
+
 def test_mlflow_ui_shows_the_experiment_and_its_runs(
     driver: WebDriver, mlflow_url: str, http: requests.Session, screenshot: Screenshot
 ) -> None:
@@ -218,20 +246,5 @@ def test_mlflow_ui_shows_the_experiment_and_its_runs(
     screenshot(driver, "mlflow-experiments")
     link.click()
     _wait(driver, 30).until(ec.url_contains(f"/experiments/{exp_id}"))
-
     # The runs table of the experiment (the UI opens on an overview tab first).
-    driver.get(f"{mlflow_url}/#/experiments/{exp_id}/runs")
-
-    def listed(d: WebDriver) -> bool:
-        shown = {
-            a.text.strip() for a in d.find_elements(By.XPATH, "//a[contains(@href, '/runs/')]")
-        }
-        return set(run_names) <= shown
-
-    try:
-        _wait(driver, 60).until(listed)
-    except TimeoutException:
-        screenshot(driver, "mlflow-runs-missing")
-        pytest.fail(f"runs {run_names} are not all links in the runs table (see the screenshot)")
-    time.sleep(0.5)  # let the table finish painting before the screenshot
-    screenshot(driver, "mlflow-runs")
+    _show_runs(driver, mlflow_url, exp_id, run_names, screenshot, "mlflow-runs")

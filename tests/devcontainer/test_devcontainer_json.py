@@ -25,9 +25,11 @@ SCHEMA = Path(
         "DEVCONTAINER_SCHEMA", ROOT.parent / "shared" / "schemas" / "devContainer.base.schema.json"
     )
 )
-#: Peak memory of the stack plus its tooling measured in a codespace-like setup (MiB); see
-#: docs/codespaces.md, "Resources". hostRequirements must not promise less.
-MEASURED_PEAK_MIB = 3000
+#: Memory measured with the stack running (MiB; docs/codespaces.md, "Resources"): MLflow 437,
+#: API 121, Docker engine 150, an image build step 375, headless Chromium 776.
+MEASURED_PEAK_MIB = 437 + 121 + 150 + 375 + 776
+#: VS Code's server in a codespace (not measurable here).
+EDITOR_ALLOWANCE_MIB = 1024
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +151,8 @@ def test_vscode_extensions_for_python_and_docker(config: dict[str, Any]) -> None
 def test_host_requirements_cover_the_measured_stack(config: dict[str, Any]) -> None:
     needs = config["hostRequirements"]
     assert needs["cpus"] >= 2
-    assert _mib(needs["memory"]) >= MEASURED_PEAK_MIB
-    assert _mib(needs["storage"]) >= 10 * 1024
+    assert _mib(needs["memory"]) >= MEASURED_PEAK_MIB + EDITOR_ALLOWANCE_MIB
+    assert _mib(needs["storage"]) >= 8 * 1024  # images, nox environments, Chromium: ~5 GB
 
 
 # --------------------------------------------------------------------------- post-create
