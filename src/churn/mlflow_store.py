@@ -1,0 +1,207 @@
+"""MLflow tracking of training runs: where runs go, and what one run logs and registers.
+
+Only the training code imports this module (and it imports MLflow lazily), so serving code
+never pulls MLflow in. Where runs go:
+
+* ``MLFLOW_TRACKING_URI`` when set (e.g. ``http://localhost:5001``, the Compose server);
+* else the local store ``sqlite:///<root>/mlruns/mlflow.db`` with artifacts under
+  ``<root>/mlruns/artifacts``, the folder the Compose MLflow server mounts, so runs trained
+  before the stack starts show in its UI.
+
+The experiment is ``MLFLOW_EXPERIMENT_NAME`` (default ``churn-prediction``). For a SQLite
+store the experiment's artifacts live in ``artifacts/`` beside the database file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPERIMENT = "churn-prediction"
+#: Types skops must trust to load our pipelines: OneHotEncoder's ``dtype`` setting, and the
+#: trees of HistGradientBoostingClassifier (safe here: we wrote the file ourselves).
+SKOPS_TRUSTED_TYPES: tuple[str, ...] = (
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
+#: Seconds to wait for an http(s) tracking server to answer before giving up.
+SERVER_PROBE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    """Where a training run is logged."""
+
+    tracking_uri: str
+    experiment: str
+    #: Artifact folder for a new experiment (None: the tracking server decides).
+    artifact_dir: Path | None
+
+    @property
+    def artifact_location(self) -> str | None:
+        """The artifact folder as the file URI MLflow expects."""
+        return self.artifact_dir.as_uri() if self.artifact_dir else None
+
+
+def registered_model_name(version: str) -> str:
+    """Name of the registered model of a version: ``churn-model-v1``."""
+    return f"churn-model-{version}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
+
+
+def resolve_target(root: Path, env: Mapping[str, str] | None = None) -> TrackingTarget:
+    """Work out the tracking URI, experiment and artifact location from the environment."""
+    env = os.environ if env is None else env
+    uri = env.get("MLFLOW_TRACKING_URI", "").strip()
+    if not uri:
+        uri = f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve().as_posix()}"
+    experiment = env.get("MLFLOW_EXPERIMENT_NAME", "").strip() or DEFAULT_EXPERIMENT
+    db = _sqlite_path(uri)
+    artifacts = db.resolve().parent / "artifacts" if db is not None else None
+    return TrackingTarget(uri, experiment, artifacts)
+
+
+def _check_server(uri: str) -> None:
+    """Fail in seconds, not minutes of retries, when an http(s) tracking server is down."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(  # noqa: S310 - http(s) only, checked above
+            uri.rstrip("/") + "/health", timeout=SERVER_PROBE_TIMEOUT
+        ):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answers (perhaps behind auth): let MLflow itself speak
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise RuntimeError(
+            f"MLflow tracking server {uri} is not reachable ({reason}). Start it "
+            "(`nox -s up`) or unset MLFLOW_TRACKING_URI to log to the local store mlruns/."
+        ) from None
+
+
+def git_commit(root: Path) -> str | None:
+    """Return the checked-out git commit of ``root`` (``+dirty`` when files differ), if any."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head
+
+
+def _experiment_id(target: TrackingTarget) -> str:
+    import mlflow
+
+    existing = mlflow.get_experiment_by_name(target.experiment)
+    if existing is not None:
+        return str(existing.experiment_id)
+    if target.artifact_dir:
+        target.artifact_dir.mkdir(parents=True, exist_ok=True)
+    return str(
+        mlflow.create_experiment(target.experiment, artifact_location=target.artifact_location)
+    )
+
+
+def log_training_run(
+    *,
+    root: Path,
+    version: str,
+    pipeline: Pipeline,
+    input_example: pd.DataFrame,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    artifacts: Mapping[str, Path],
+) -> dict[str, str]:
+    """Log one training run, register its model; return the metadata's ``mlflow`` record.
+
+    ``pipeline`` is the full preprocessing + classifier pipeline, logged as an MLflow sklearn
+    model that serves raw customer records (``predict_proba``: columns P(No), P(Yes)), with a
+    signature and ``input_example``. ``artifacts`` are extra files, logged under ``files/``.
+    """
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    target = resolve_target(root)
+    _check_server(target.tracking_uri)
+    db = _sqlite_path(target.tracking_uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(target.tracking_uri)
+    experiment_id = _experiment_id(target)
+    name = registered_model_name(version)
+    all_tags = {"model_version": version, **tags}
+    commit = git_commit(root)
+    if commit:
+        all_tags["git_commit"] = commit
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{version}") as run:
+        mlflow.set_tags(all_tags)
+        mlflow.log_params(dict(params))
+        mlflow.log_metrics(dict(metrics))
+        with warnings.catch_warnings():
+            # SeniorCitizen and tenure are integers in the data, so the signature says "long";
+            # served JSON is cast to the signature, and TotalCharges (nullable) is a double.
+            warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+            signature = infer_signature(input_example, pipeline.predict_proba(input_example))
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=signature,
+            input_example=input_example,
+            pyfunc_predict_fn="predict_proba",
+            registered_model_name=name,
+            # Stated, not inferred: inference re-loads the model in a subprocess (seconds).
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+            # Saved with skops (no pickle), which loads only types it is told to trust.
+            skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
+        )
+        for path in artifacts.values():
+            mlflow.log_artifact(str(path), artifact_path="files")
+    log.info(
+        "MLflow: run %s in experiment %r at %s; registered %s version %s",
+        run.info.run_id,
+        target.experiment,
+        target.tracking_uri,
+        name,
+        info.registered_model_version,
+    )
+    return {
+        "tracking_uri": target.tracking_uri,
+        "experiment": target.experiment,
+        "run_id": run.info.run_id,
+        "registered_model": name,
+        "registered_version": str(info.registered_model_version),
+    }
