@@ -893,5 +893,86 @@ def devcontainer(session: nox.Session) -> None:
 
 # ------------------------------------------------------------------ end of the issue 5 block
 
+# =========================================================================== bench (issue 7)
+# `nox -s bench`: wrk loads on 127.0.0.1 against the running stack's API and against
+# `mlflow models serve` on the same v2 model, plus the Docker figures; prints a table and
+# writes results/bench/bench.json and bench.png. The work is done by benchmarks/ (see
+# benchmarks/run.py); this block only makes sure wrk and a ready API are there.
+
+
+def _bench_ensure_wrk(session: nox.Session) -> None:
+    """Install wrk from Debian packages when root and missing; else say how to."""
+    if shutil.which("wrk"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        session.log("Installing wrk (Debian package) with apt-get ...")
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        session.run(
+            "apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk",
+            external=True, env=env,
+        )  # fmt: skip
+        return
+    session.error("The load generator wrk is needed: `sudo apt-get install wrk`, then run again.")
+
+
+def _bench_api_ready(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/ready", timeout=5) as answer:  # noqa: S310
+            return answer.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _bench_start_stack(session: nox.Session) -> float | None:
+    """Run `nox -s up` (its output shown as it comes); return the seconds it reported."""
+    import re
+
+    cmd = [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-s", "up"]
+    session.log("$ " + " ".join(cmd))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None  # noqa: S101 - stdout=PIPE
+    lines = []
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        lines.append(line)
+    if proc.wait() != 0:
+        session.error("`nox -s up` failed: the benchmark needs the stack (see above).")
+    found = re.search(r"Stack healthy in ([0-9.]+) s", "".join(lines))
+    return float(found.group(1)) if found else None
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmark the API against `mlflow models serve` with wrk; results in results/bench/."""
+    _bench_ensure_wrk(session)
+    _install_dev(session)
+    url = f"http://127.0.0.1:{_ports()['API_PORT']}"
+    args = ["--root", str(ROOT), "--api-url", url]
+    if _bench_api_ready(url):
+        note = f"used the stack already running at {url}"
+    else:
+        _require_docker(session)
+        session.log(
+            f"No ready API at {url}: starting the stack with `nox -s up`. It stays up "
+            "afterwards (others may use it); `nox -s down` stops it."
+        )
+        up_seconds = _bench_start_stack(session)
+        note = "started the stack with `nox -s up` for the benchmark; it is left running"
+        args.append("--started-stack")
+        if up_seconds is not None:
+            args += ["--up-seconds", str(up_seconds)]
+    if _run_quiet("docker", "info", "--format", "{{.ServerVersion}}", timeout=30).returncode:
+        session.log("No Docker engine answers: image, build, `up` and memory figures skipped.")
+        args.append("--skip-docker")
+    session.log(note)
+    session.run("python", "-m", "benchmarks", *args, "--stack-note", note, *session.posargs)
+
+
+# ------------------------------------------------------------------ end of the issue 7 block
+
 if __name__ == "__main__":  # pragma: no cover - `python noxfile.py` is not how to run it
     sys.exit("Run `nox -l` to list the sessions.")

@@ -1,0 +1,1 @@
+"""The benchmark suite behind `nox -s bench`: wrk loads, `mlflow models serve`, report, chart."""

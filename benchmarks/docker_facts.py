@@ -1,0 +1,369 @@
+"""Docker figures of the stack: image sizes, build times, time from `up` to ready, memory.
+
+Nothing here touches the main Compose project: builds go to ``churn-bench-*`` tags (removed
+afterwards) from a temporary copy of the build context, and the `up` timing starts a separate
+project (``-p churn-bench``) on free 127.0.0.1 ports, its own network and temporary data
+folders, and takes only that project down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BENCH_PROJECT",
+    "build_context_copy",
+    "compose_command",
+    "container_memory_mib",
+    "container_publishing",
+    "count_cached_steps",
+    "image_facts",
+    "parse_mem_usage",
+    "time_build",
+    "time_up_to_ready",
+]
+
+API_IMAGE = "churn-prediction-api"
+MLFLOW_IMAGE = "churn-mlflow"
+DOCKERFILES = {API_IMAGE: "docker/Dockerfile.mlapp", MLFLOW_IMAGE: "docker/Dockerfile.mlflow"}
+#: Base images the stack may be built on, in the order `nox -s build` prefers them.
+BASE_CANDIDATES = ("python:3.12-slim", "churn-standin-python:3.11-bookworm")
+BENCH_PROJECT = "churn-bench"
+CONTAINER_UID = 1000
+#: What the images copy from the build context (the re-included paths of .dockerignore).
+CONTEXT_PATHS = (
+    ".dockerignore",
+    "src",
+    "configs",
+    "docker/requirements",
+    "docker/Dockerfile.mlapp",
+    "docker/Dockerfile.mlflow",
+    "data/processed/preprocessor.pkl",
+    "data/processed/label_encoder.pkl",
+)
+
+_MEM = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?i?B)\s*$", re.I)
+_MIB = {
+    "b": 1 / 2**20,
+    "kib": 1 / 1024,
+    "mib": 1.0,
+    "gib": 1024.0,
+    "tib": 1024.0**2,
+    "kb": 1e3 / 2**20,
+    "mb": 1e6 / 2**20,
+    "gb": 1e9 / 2**20,
+    "tb": 1e12 / 2**20,
+}
+
+
+def _run(*cmd: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, check=False, **kwargs
+        )
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {timeout:.0f} s")
+    except FileNotFoundError as exc:
+        return subprocess.CompletedProcess(cmd, 127, "", str(exc))
+
+
+def parse_mem_usage(text: str) -> float:
+    """Return the used part of `docker stats`' MemUsage (``"112.9MiB / 23.54GiB"``) in MiB.
+
+    Raises:
+        ValueError: the text does not start with a size docker prints.
+
+    """
+    used = text.split("/")[0]
+    match = _MEM.match(used)
+    if not match:
+        raise ValueError(f"not a docker memory figure: {text!r}")
+    return float(match.group(1)) * _MIB[match.group(2).lower()]
+
+
+def container_publishing(port: int) -> dict[str, str] | None:
+    """Return id, name and image of the running container that publishes host ``port``."""
+    out = _run(
+        "docker", "ps", "--filter", f"publish={port}", "--format", "{{.ID}}\t{{.Names}}\t{{.Image}}"
+    )
+    lines = [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
+    if out.returncode != 0 or len(lines) != 1 or len(lines[0]) != 3:
+        return None
+    cid, name, image = lines[0]
+    return {"id": cid, "name": name, "image": image}
+
+
+def container_memory_mib(container: str) -> float | None:
+    """Return a container's memory use now (`docker stats --no-stream`), in MiB."""
+    out = _run("docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container)
+    try:
+        return round(parse_mem_usage(out.stdout.strip()), 1) if out.returncode == 0 else None
+    except ValueError:
+        return None
+
+
+def _inspect(ref: str) -> dict[str, Any] | None:
+    out = _run("docker", "image", "inspect", ref)
+    if out.returncode != 0:
+        return None
+    found = json.loads(out.stdout or "[]")
+    return found[0] if found else None
+
+
+def image_facts(image: str, bases: tuple[str, ...] = BASE_CANDIDATES) -> dict[str, Any] | None:
+    """Return an image's size, its base and the size over that base; None if it is absent.
+
+    The base is the first candidate whose layers the image starts with. Sizes are in MB
+    (10^6 bytes), as `docker images` prints them.
+    """
+    found = _inspect(image)
+    if found is None:
+        return None
+    layers = found.get("RootFS", {}).get("Layers", [])
+    env_base = os.environ.get("BASE_IMAGE")
+    base, base_size = None, None
+    for candidate in ((env_base,) if env_base else ()) + bases:
+        info = _inspect(candidate)
+        base_layers = (info or {}).get("RootFS", {}).get("Layers", [])
+        if info and base_layers and layers[: len(base_layers)] == base_layers:
+            base, base_size = candidate, int(info["Size"])
+            break
+    size = int(found["Size"])
+    return {
+        "image": image,
+        "id": str(found["Id"])[:19],
+        "size_mb": round(size / 1e6, 1),
+        "base": base,
+        "base_size_mb": round(base_size / 1e6, 1) if base_size is not None else None,
+        "over_base_mb": round((size - base_size) / 1e6, 1) if base_size is not None else None,
+    }
+
+
+def count_cached_steps(build_log: str) -> tuple[int, int]:
+    """Return (cached steps, all steps) of a docker build log (classic builder or BuildKit)."""
+    classic_steps = len(re.findall(r"^Step \d+/\d+ :", build_log, re.M))
+    if classic_steps:
+        return len(re.findall(r"^ ---> Using cache$", build_log, re.M)), classic_steps
+    steps = set(re.findall(r"^#(\d+) \[(?!internal\])", build_log, re.M))
+    cached = set(re.findall(r"^#(\d+) CACHED$", build_log, re.M))
+    return len(cached & steps), len(steps)
+
+
+def build_context_copy(root: Path, dest: Path) -> None:
+    """Copy what the images need from the build context at ``root`` into ``dest``."""
+    for rel in CONTEXT_PATHS:
+        src = root / rel
+        if src.is_dir():
+            shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    (dest / "models").mkdir(exist_ok=True)
+    for path in (root / "models").glob("*"):
+        if path.suffix in (".pkl", ".json"):
+            shutil.copy2(path, dest / "models" / path.name)
+
+
+def _buildkit_env() -> dict[str, str]:
+    """As `nox -s build`: BuildKit where buildx exists, else the classic builder."""
+    if _run("docker", "buildx", "version").returncode == 0:
+        return {}
+    return {"DOCKER_BUILDKIT": "0"}
+
+
+def time_build(
+    context: Path,
+    image: str,
+    tag: str,
+    build_args: dict[str, str],
+    *,
+    no_cache: bool = False,
+    timeout_s: float = 1800,
+) -> dict[str, Any]:
+    """Build one image from ``context`` as ``tag``; return seconds, cached steps, outcome.
+
+    The caller removes the tag afterwards (`remove_image`).
+    """
+    cmd = ["docker", "build", "-f", str(context / DOCKERFILES[image]), "-t", tag]
+    cmd += [f"--build-arg={k}={v}" for k, v in build_args.items()]
+    if no_cache:
+        cmd.append("--no-cache")
+    cmd.append(str(context))
+    started = time.monotonic()
+    out = _run(*cmd, timeout=timeout_s, env={**os.environ, **_buildkit_env()})
+    seconds = time.monotonic() - started
+    log = out.stdout + out.stderr
+    cached, steps = count_cached_steps(log)
+    result: dict[str, Any] = {
+        "image": image,
+        "seconds": round(seconds, 1),
+        "cached_steps": cached,
+        "steps": steps,
+        "ok": out.returncode == 0,
+    }
+    if out.returncode != 0:
+        result["error"] = " ".join(log.split())[-400:]
+    return result
+
+
+def remove_image(tag: str) -> None:
+    """Remove a tag this module built (the layers other images share stay)."""
+    _run("docker", "image", "rm", tag)
+
+
+def compose_command() -> list[str] | None:
+    """`docker compose` (v2) where it exists, else `docker-compose` (v1.29); None if neither."""
+    if _run("docker", "compose", "version").returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def _copy_store(src: Path, dest: Path) -> None:
+    """Copy an MLflow folder; the SQLite file through SQLite's backup API (consistent)."""
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("mlflow.db*"))
+    if (src / "mlflow.db").is_file():
+        with (
+            contextlib.closing(sqlite3.connect(f"file:{src / 'mlflow.db'}?mode=ro", uri=True)) as a,
+            contextlib.closing(sqlite3.connect(dest / "mlflow.db")) as b,
+        ):
+            a.backup(b)
+
+
+def _give_to_containers(path: Path) -> None:
+    for sub in [path, *path.rglob("*")]:
+        if os.geteuid() == 0:
+            os.chown(sub, CONTAINER_UID, CONTAINER_UID, follow_symlinks=False)
+        else:
+            sub.chmod(sub.stat().st_mode | (0o777 if sub.is_dir() else 0o666))
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - 127.0.0.1 only
+            return bool(answer.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+@contextlib.contextmanager
+def _bench_stack(
+    root: Path, compose: list[str], api_port: int, mlflow_port: int
+) -> Iterator[tuple[list[str], dict[str, str]]]:
+    temp = tempfile.TemporaryDirectory(prefix="churn-bench-stack-", ignore_cleanup_errors=True)
+    with temp as tmp:
+        work = Path(tmp)
+        mlruns, logs = work / "mlruns", work / "logs"
+        if (root / "mlruns").is_dir():
+            _copy_store(root / "mlruns", mlruns)
+        mlruns.mkdir(exist_ok=True)
+        logs.mkdir()
+        _give_to_containers(mlruns)
+        _give_to_containers(logs)
+        # The Compose file names its network; a second project would join the main one's.
+        override = work / "bench-override.yml"
+        override.write_text(f"networks:\n  churn:\n    name: {BENCH_PROJECT}\n", encoding="utf-8")
+        cmd = [
+            *compose,
+            "-p",
+            BENCH_PROJECT,
+            "-f",
+            str(root / "docker" / "docker-compose.yml"),
+            "-f",
+            str(override),
+        ]
+        env = {
+            **os.environ,
+            "API_PORT": str(api_port),
+            "MLFLOW_PORT": str(mlflow_port),
+            "API_BIND": "127.0.0.1",
+            "MLFLOW_BIND": "127.0.0.1",
+            "MLRUNS_DIR": str(mlruns),
+            "MLRUNS_HOST_DIR": str(mlruns),
+            "LOGS_DIR": str(logs),
+        }
+        try:
+            yield cmd, env
+        finally:
+            _run(*cmd, "down", "--remove-orphans", "--timeout", "10", timeout=180, env=env)
+
+
+def _health(compose_cmd: list[str], env: dict[str, str]) -> dict[str, str]:
+    states = {}
+    for service in ("mlflow", "api"):
+        cid = _run(*compose_cmd, "ps", "-q", service, env=env).stdout.strip()
+        if not cid:
+            states[service] = "missing"
+            continue
+        fmt = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}"
+        state, _, health = (
+            _run("docker", "inspect", "--format", fmt, cid).stdout.strip().partition(" ")
+        )
+        states[service] = health or state or "missing"
+    return states
+
+
+def time_up_to_ready(
+    root: Path, api_port: int, mlflow_port: int, timeout_s: float = 300
+) -> dict[str, Any]:
+    """Start the stack as a separate Compose project and time it until ready; take it down.
+
+    Returns seconds from `up -d` until the API answers ``/ready`` with 200 (polled every
+    0.25 s) and until Docker reports both services healthy (what `nox -s up` waits for).
+    The MLflow store is a consistent copy of ``<root>/mlruns`` (an existing project's state).
+    """
+    compose = compose_command()
+    if compose is None:
+        return {"ok": False, "error": "neither `docker compose` nor `docker-compose` is installed"}
+    result: dict[str, Any] = {"project": BENCH_PROJECT, "ok": False}
+    with _bench_stack(root, compose, api_port, mlflow_port) as (cmd, env):
+        started = time.monotonic()
+        up = _run(*cmd, "up", "-d", "--no-build", timeout=timeout_s, env=env)
+        result["up_command_s"] = round(time.monotonic() - started, 1)
+        if up.returncode != 0:
+            result["error"] = " ".join((up.stderr + up.stdout).split())[-400:]
+            return result
+        ready_url = f"http://127.0.0.1:{api_port}/ready"
+        last_health = 0.0
+        while time.monotonic() - started < timeout_s:
+            now = time.monotonic()
+            if "api_ready_s" not in result and _ready(ready_url):
+                result["api_ready_s"] = round(now - started, 1)
+            if now - last_health >= 1.0:
+                last_health = now
+                states = _health(cmd, env)
+                if all(s == "healthy" for s in states.values()):
+                    result["healthy_s"] = round(time.monotonic() - started, 1)
+                    result.setdefault("api_ready_s", result["healthy_s"])
+                    result["ok"] = True
+                    return result
+                if any(s in ("exited", "dead") for s in states.values()):
+                    result["error"] = f"a service stopped: {states}"
+                    return result
+            time.sleep(0.25)
+        result["error"] = f"not healthy within {timeout_s:.0f} s"
+    return result
+
+
+def build_args(version: str, revision: str) -> dict[str, str]:
+    """Return the labels `nox -s build` passes: version, revision and a fresh creation time."""
+    return {
+        "VERSION": version,
+        "REVISION": revision,
+        "CREATED": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

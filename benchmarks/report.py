@@ -1,0 +1,315 @@
+"""The results of `nox -s bench`: ratios, targets, the printed table, the JSON file, the chart.
+
+Everything here is pure (figures in, figures out) except `write_chart` and `write_json`.
+The JSON document's shape is ``bench.schema.json`` beside this file; `validate` checks it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SCHEMA_PATH",
+    "TARGETS",
+    "format_report",
+    "latency_sum_count",
+    "ratio",
+    "ratios",
+    "targets",
+    "validate",
+    "write_chart",
+    "write_json",
+]
+
+SCHEMA_PATH = Path(__file__).with_name("bench.schema.json")
+
+#: The targets of issue 7, on the machine the suite runs on.
+TARGETS = {
+    "predict_over_health": 0.5,  # single-record /predict >= 50% of /health's requests/s
+    "ours_over_mlflow": 5.0,  # >= 5x the requests/s of `mlflow models serve`, same model
+    "predict_p99_ms": 25.0,  # p99 <= 25 ms at 16 connections
+    "batch_1000_server_ms": 20.0,  # a 1,000-record batch in <= 20 ms of server time
+}
+
+#: Short x-axis labels of the chart.
+CHART_LABELS = {
+    "health": "GET /health",
+    "predict_v1": "/predict v1",
+    "predict_v2": "/predict v2",
+    "batch_100": "batch x100 (v2)",
+    "batch_1000": "batch x1000 (v2)",
+    "mlflow_v2": "mlflow serve v2",
+}
+
+_SAMPLE = re.compile(
+    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)", re.M
+)
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """Return numerator / denominator rounded to 3 places; None when either is missing or 0."""
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return round(numerator / denominator, 3)
+
+
+def _rps(scenarios: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
+    result = (scenarios.get(name) or {}).get("result")
+    return float(result["requests_per_s"]) if result else None
+
+
+def ratios(scenarios: Mapping[str, Mapping[str, Any]]) -> dict[str, float | None]:
+    """Return the ratios of requests/s: predict (v1, v2) over health, ours (v2) over MLflow."""
+    health = _rps(scenarios, "health")
+    return {
+        "predict_v1_over_health": ratio(_rps(scenarios, "predict_v1"), health),
+        "predict_v2_over_health": ratio(_rps(scenarios, "predict_v2"), health),
+        "ours_over_mlflow": ratio(_rps(scenarios, "predict_v2"), _rps(scenarios, "mlflow_v2")),
+    }
+
+
+def targets(
+    scenarios: Mapping[str, Mapping[str, Any]],
+    computed: Mapping[str, float | None],
+    batch_server_ms: float | None,
+) -> list[dict[str, Any]]:
+    """Judge each target of issue 7: value, limit, and met (None when it was not measured)."""
+
+    def p99(name: str) -> float | None:
+        result = (scenarios.get(name) or {}).get("result")
+        return float(result["p99_ms"]) if result else None
+
+    def judge(name: str, text: str, value: float | None, limit: float, higher: bool) -> dict:
+        met = None if value is None else (value >= limit if higher else value <= limit)
+        return {"name": name, "text": text, "value": value, "limit": limit, "met": met}
+
+    worst_share = _worst(
+        [computed.get("predict_v1_over_health"), computed.get("predict_v2_over_health")], min
+    )
+    worst_p99 = _worst([p99("predict_v1"), p99("predict_v2")], max)
+    return [
+        judge(
+            "predict_over_health",
+            "single-record /predict (v1 and v2) >= 50% of /health's requests/s",
+            worst_share,
+            TARGETS["predict_over_health"],
+            higher=True,
+        ),
+        judge(
+            "ours_over_mlflow",
+            "/predict v2 >= 5x the requests/s of `mlflow models serve` (same model)",
+            computed.get("ours_over_mlflow"),
+            TARGETS["ours_over_mlflow"],
+            higher=True,
+        ),
+        judge(
+            "predict_p99_ms",
+            "p99 of single-record /predict (v1 and v2) <= 25 ms at 16 connections",
+            worst_p99,
+            TARGETS["predict_p99_ms"],
+            higher=False,
+        ),
+        judge(
+            "batch_1000_server_ms",
+            "1,000-record batch <= 20 ms of server time (one request at a time)",
+            batch_server_ms,
+            TARGETS["batch_1000_server_ms"],
+            higher=False,
+        ),
+    ]
+
+
+def _worst(values: list[float | None], pick: Any) -> float | None:
+    """Return the worst of the measured values; None if any is missing (a target needs all)."""
+    if not values or any(v is None for v in values):
+        return None
+    return float(pick(values))
+
+
+def latency_sum_count(metrics_text: str, endpoint: str) -> tuple[float, float] | None:
+    """Return (sum, count) of ``churn_api_request_latency_seconds`` for one endpoint label.
+
+    Reads the Prometheus text format of ``GET /metrics``; None when the series is absent.
+    """
+    found: dict[str, float] = {}
+    for match in _SAMPLE.finditer(metrics_text):
+        name = match.group("name")
+        if name not in (
+            "churn_api_request_latency_seconds_sum",
+            "churn_api_request_latency_seconds_count",
+        ):
+            continue
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group("labels")))
+        if labels.get("endpoint") == endpoint:
+            found[name.rsplit("_", 1)[1]] = float(match.group("value"))
+    if {"sum", "count"} <= found.keys():
+        return found["sum"], found["count"]
+    return None
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _fmt(value: float | None, spec: str = ".1f", unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:{spec}}{unit}"
+
+
+def format_report(results: Mapping[str, Any]) -> str:
+    """Return the printed report: the scenario table, ratios, targets and the Docker figures."""
+    load = results["load"]
+    lines = [
+        f"wrk {load['threads']} threads, {load['connections']} connections, "
+        f"{load['duration_s']:g} s per scenario; {results['host']['cpus']} CPUs, load average "
+        f"{_fmt(results['host']['load_avg_start'][0], '.2f')} at start, "
+        f"{_fmt(results['host']['load_avg_end'][0], '.2f')} at end (1 min)",
+        "",
+        f"{'scenario':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'load1':>6}",
+    ]
+    for item in results["scenarios"]:
+        result = item.get("result")
+        if result:
+            lines.append(
+                f"{item['label']:34} {result['requests_per_s']:8.1f} {result['p50_ms']:8.2f} "
+                f"{result['p99_ms']:8.2f} {result['errors']:7d} "
+                f"{_fmt(item['load_avg_1m'], '.2f'):>6}"
+            )
+        else:
+            lines.append(f"{item['label']:34} not measured: {item.get('error') or 'skipped'}")
+    r = results["ratios"]
+    lines += [
+        "",
+        "ratios of requests/s: predict v1 / health "
+        f"{_fmt(r['predict_v1_over_health'], '.2f')}, predict v2 / health "
+        f"{_fmt(r['predict_v2_over_health'], '.2f')}, ours (v2) / mlflow models serve "
+        f"{_fmt(r['ours_over_mlflow'], '.1f')}",
+    ]
+    batch = results.get("batch_1000_server_ms") or {}
+    if batch:
+        lines.append(
+            f"1,000-record batch, one request at a time ({batch.get('requests')} requests): "
+            f"server {_fmt(batch.get('server_mean_ms'), '.1f', ' ms')} mean "
+            f"[{batch.get('server_source', 'n/a')}], client "
+            f"{_fmt(batch.get('client_median_ms'), '.1f', ' ms')} median; under the wrk load "
+            f"server {_fmt(batch.get('under_load_server_mean_ms'), '.1f', ' ms')} mean"
+        )
+    check = results.get("same_model_check")
+    if check:
+        lines.append(
+            f"same model: API v2 {check['api_v2']:.6f}, mlflow models serve "
+            f"{check['mlflow']:.6f} (|diff| {check['abs_diff']:.1e})"
+        )
+    mem = results.get("memory_mib") or {}
+    if mem:
+        lines.append(
+            f"memory: API container {mem.get('api_container') or 'n/a'} "
+            f"{_fmt(mem.get('api_at_rest'), '.1f', ' MiB')} at rest, "
+            f"{_fmt(mem.get('api_under_load'), '.1f', ' MiB')} under load; "
+            f"mlflow models serve {_fmt(mem.get('mlflow_serve_at_rest'), '.1f', ' MiB')} at rest, "
+            f"{_fmt(mem.get('mlflow_serve_under_load'), '.1f', ' MiB')} under load"
+        )
+    for image in (results.get("images") or {}).values():
+        if image:
+            lines.append(
+                f"image {image['image']}: {image['size_mb']:.1f} MB, "
+                f"{_fmt(image.get('over_base_mb'), '.1f', ' MB')} over {image.get('base') or '?'}"
+            )
+    builds = results.get("builds") or {}
+    for kind in ("warm", "cold"):
+        for build in builds.get(kind) or []:
+            state = "ok" if build["ok"] else f"FAILED: {build.get('error', '')[:120]}"
+            source = f" ({build['source']})" if build.get("source") else ""
+            lines.append(
+                f"{kind} build {build['image']}: {build['seconds']:.1f} s, "
+                f"{build['cached_steps']}/{build['steps']} steps cached, {state}{source}"
+            )
+    if builds.get("note"):
+        lines.append(f"builds: {builds['note']}")
+    up = results.get("up") or {}
+    if up:
+        if up.get("ok"):
+            lines.append(
+                f"up to ready ({up.get('source', '')}): API /ready 200 after "
+                f"{_fmt(up.get('api_ready_s'), '.1f', ' s')}, both services healthy after "
+                f"{_fmt(up.get('healthy_s'), '.1f', ' s')}"
+            )
+        else:
+            lines.append(f"up to ready: not measured ({up.get('error', 'skipped')})")
+    lines += ["", "targets:"]
+    for target in results["targets"]:
+        verdict = {True: "MET", False: "MISSED", None: "not measured"}[target["met"]]
+        lines.append(
+            f"  {verdict:12} {target['text']}: {_fmt(target['value'], '.2f')} "
+            f"(limit {target['limit']:g})"
+        )
+    for note in results.get("notes") or []:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def validate(results: Mapping[str, Any]) -> None:
+    """Check the results document against ``bench.schema.json``.
+
+    Raises:
+        jsonschema.ValidationError: the document does not have the documented shape.
+
+    """
+    import jsonschema
+
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    jsonschema.validate(dict(results), schema)
+
+
+def write_json(results: Mapping[str, Any], path: Path) -> None:
+    """Write the results document (validated first) as indented JSON."""
+    validate(results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def write_chart(results: Mapping[str, Any], path: Path) -> None:
+    """Draw requests/s and p50/p99 latency per scenario (log scales) into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [s for s in results["scenarios"] if s.get("result")]
+    labels = [CHART_LABELS.get(s["name"], s["name"]) for s in measured]
+    rps = [s["result"]["requests_per_s"] for s in measured]
+    p50 = [s["result"]["p50_ms"] for s in measured]
+    p99 = [s["result"]["p99_ms"] for s in measured]
+    colors = ["#b0b0b0" if s["server"] == "mlflow" else "#2b6cb0" for s in measured]
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), sharex=True)
+    x = list(range(len(measured)))
+    bars = top.bar(x, rps, color=colors)
+    top.bar_label(bars, fmt="%.0f", fontsize=8)
+    top.set_yscale("log")
+    top.set_ylabel("requests/s (log)")
+    width = 0.38
+    bottom.bar([i - width / 2 for i in x], p50, width, label="p50", color="#63b3ed")
+    bottom.bar([i + width / 2 for i in x], p99, width, label="p99", color="#2c5282")
+    bottom.axhline(TARGETS["predict_p99_ms"], color="#c53030", ls="--", lw=1, label="p99 target")
+    bottom.set_yscale("log")
+    bottom.set_ylabel("latency, ms (log)")
+    bottom.legend(fontsize=8)
+    bottom.set_xticks(x, labels, fontsize=8)
+    load = results["load"]
+    host = results["host"]
+    fig.suptitle(
+        f"churn API vs mlflow models serve: wrk -t{load['threads']} -c{load['connections']} "
+        f"-d{load['duration_s']:g}s, {host['cpus']} CPUs, load avg "
+        f"{host['load_avg_start'][0]:.2f}->{host['load_avg_end'][0]:.2f}\n{results['created']}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,544 @@
+"""Run the benchmark suite against a running API: ``python -m benchmarks [options]``.
+
+`nox -s bench` makes sure the stack is up, then runs this. In order:
+
+1. wrk loads, one after another, on 127.0.0.1: ``GET /health``; ``POST /predict`` (one
+   record) for v1 and v2; ``POST /predict/batch`` (v2) with 100 and 1,000 records; the
+   container's memory is sampled with ``docker stats`` during the v2 and 1,000-batch loads;
+2. the server time of a 1,000-record batch, one request at a time, from the API's own
+   latency metric (``/metrics``), beside the time the client saw;
+3. `mlflow models serve` on the MLflow-logged v2 model, the same wrk load on
+   ``POST /invocations`` with the same record, then stopped;
+4. Docker figures (skippable): image sizes, warm (and with ``--cold-build`` cold) build times
+   of both images, time from `up` to ready of a separate Compose project;
+5. the table, ``bench.json`` and ``bench.png`` in the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from benchmarks import docker_facts, mlflow_serve, payloads, report
+from benchmarks.wrk import WrkError, run_wrk
+
+__all__ = ["Scenario", "main"]
+
+SEQUENTIAL_BATCHES = 20
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load: what is sent where."""
+
+    name: str
+    label: str
+    server: str  # "api" or "mlflow"
+    method: str
+    path: str
+    body: bytes | None
+    records: int
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="nox -s bench --", description=__doc__.splitlines()[0])
+    port = os.environ.get("API_PORT", "5000")
+    parser.add_argument("--api-url", default=f"http://127.0.0.1:{port}")
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root")
+    parser.add_argument("--out", type=Path, default=None, help="default: <root>/results/bench")
+    parser.add_argument("--duration", type=int, default=10, help="whole seconds per scenario")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--skip-mlflow", action="store_true", help="no `mlflow models serve`")
+    parser.add_argument("--skip-docker", action="store_true", help="no image/build/up figures")
+    parser.add_argument("--skip-builds", action="store_true", help="no build timings")
+    parser.add_argument("--cold-build", action="store_true", help="also time --no-cache builds")
+    parser.add_argument("--skip-up-time", action="store_true", help="no separate `up` timing")
+    parser.add_argument("--stack-note", default="", help="how the stack was found or started")
+    parser.add_argument("--started-stack", action="store_true", help="nox started the stack")
+    parser.add_argument("--up-seconds", type=float, default=None, help="what `nox -s up` said")
+    args = parser.parse_args(argv)
+    if args.duration < 1 or args.threads < 1 or args.connections < args.threads:
+        parser.error("--duration must be >= 1, --threads >= 1, --connections >= --threads")
+    args.root = args.root.resolve()
+    args.out = (args.out or args.root / "results" / "bench").resolve()
+    args.api_url = args.api_url.rstrip("/")
+    return args
+
+
+def _log(message: str) -> None:
+    print(f"bench: {message}", flush=True)
+
+
+def _loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _request(url: str, body: bytes | None = None, timeout: float = 30) -> tuple[int, bytes, float]:
+    """One HTTP request: (status, body, client seconds); status 0 when nothing answered."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    req = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310 - 127.0.0.1
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as answer:  # noqa: S310
+            data = answer.read()
+            return answer.status, data, time.perf_counter() - started
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), time.perf_counter() - started
+    except OSError:
+        return 0, b"", time.perf_counter() - started
+
+
+class _Sampler:
+    """Call ``sample`` every ``every`` seconds in a thread; keep the largest value."""
+
+    def __init__(self, sample: Callable[[], float | None], every: float, delay: float) -> None:
+        self.values: list[float] = []
+        self._sample, self._every, self._delay = sample, every, delay
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        if self._stop.wait(self._delay):
+            return
+        while not self._stop.is_set():
+            value = self._sample()
+            if value is not None:
+                self.values.append(value)
+            self._stop.wait(self._every)
+
+    def __enter__(self) -> _Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    @property
+    def peak(self) -> float | None:
+        return max(self.values) if self.values else None
+
+
+def _scenarios(records: list[dict[str, object]]) -> list[Scenario]:
+    one = payloads.predict_body(records[0])
+    return [
+        Scenario("health", "GET /health", "api", "GET", "/health", None, 0),
+        Scenario("predict_v1", "POST /predict v1", "api", "POST", "/predict?model=v1", one, 1),
+        Scenario("predict_v2", "POST /predict v2", "api", "POST", "/predict?model=v2", one, 1),
+        Scenario(
+            "batch_100",
+            "POST /predict/batch v2 x100",
+            "api",
+            "POST",
+            "/predict/batch?model=v2",
+            payloads.batch_body(records[:100]),
+            100,
+        ),
+        Scenario(
+            "batch_1000",
+            "POST /predict/batch v2 x1000",
+            "api",
+            "POST",
+            "/predict/batch?model=v2",
+            payloads.batch_body(records[:1000]),
+            1000,
+        ),
+        Scenario(
+            "mlflow_v2",
+            "mlflow models serve v2 /invocations",
+            "mlflow",
+            "POST",
+            "/invocations",
+            payloads.mlflow_body(records[:1]),
+            1,
+        ),
+    ]
+
+
+def _load(
+    scenario: Scenario, base_url: str, work: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Check one request answers 200, then run the wrk load; return the scenario's entry."""
+    url = base_url + scenario.path
+    entry: dict[str, Any] = {
+        "name": scenario.name,
+        "label": scenario.label,
+        "server": scenario.server,
+        "method": scenario.method,
+        "url": url,
+        "records": scenario.records,
+        "body_bytes": len(scenario.body or b""),
+        "load_avg_1m": None,
+        "result": None,
+        "error": None,
+    }
+    status, answer, _ = _request(url, scenario.body)
+    if status != 200:
+        entry["error"] = f"a single request answered {status or 'nothing'}: {answer[:200]!r}"
+        _log(f"{scenario.label}: {entry['error']}")
+        return entry
+    body_file = None
+    if scenario.body is not None:
+        body_file = work / f"{scenario.name}.json"
+        body_file.write_bytes(scenario.body)
+    entry["load_avg_1m"] = _loadavg()[0]
+    _log(f"{scenario.label}: wrk for {args.duration:g} s ...")
+    try:
+        result, _ = run_wrk(
+            url,
+            method=scenario.method,
+            body_file=body_file,
+            duration_s=args.duration,
+            threads=args.threads,
+            connections=args.connections,
+        )
+    except WrkError as exc:
+        entry["error"] = str(exc)
+        _log(f"{scenario.label}: {exc}")
+        return entry
+    entry["result"] = result.as_dict()
+    _log(
+        f"{scenario.label}: {result.requests_per_s:.1f} req/s, p50 {result.p50_ms:.2f} ms, "
+        f"p99 {result.p99_ms:.2f} ms, errors {result.errors}"
+    )
+    return entry
+
+
+def _metrics(api_url: str) -> str:
+    status, body, _ = _request(api_url + "/metrics")
+    return body.decode("utf-8", "replace") if status == 200 else ""
+
+
+def _server_delta(before: str, after: str, endpoint: str) -> tuple[float, int] | None:
+    """(server seconds, requests) of ``endpoint`` between two /metrics scrapes."""
+    a = report.latency_sum_count(before, endpoint)
+    b = report.latency_sum_count(after, endpoint)
+    if a is None or b is None:
+        return None
+    return b[0] - a[0], round(b[1] - a[1])
+
+
+def _sequential_batches(api_url: str, body: bytes, count: int) -> dict[str, Any]:
+    """Send ``count`` 1,000-record batches one at a time on one keep-alive connection."""
+    parts = urlsplit(api_url)
+    before = _metrics(api_url)
+    client_s: list[float] = []
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=30)
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            conn.request(
+                "POST", "/predict/batch?model=v2", body, {"Content-Type": "application/json"}
+            )
+            answer = conn.getresponse()
+            answer.read()
+            client_s.append(time.perf_counter() - started)
+            if answer.status != 200:
+                return {"error": f"a batch answered {answer.status}"}
+    finally:
+        conn.close()
+    after = _metrics(api_url)
+    entry: dict[str, Any] = {
+        "requests": count,
+        "client_median_ms": round(statistics.median(client_s) * 1000, 2),
+        "client_min_ms": round(min(client_s) * 1000, 2),
+        "server_mean_ms": None,
+        "server_source": "client-side only (no latency metric)",
+    }
+    delta = _server_delta(before, after, "/predict/batch")
+    if delta is not None and delta[1] > 0:
+        entry["server_mean_ms"] = round(delta[0] / delta[1] * 1000, 2)
+        entry["server_source"] = "API metric churn_api_request_latency_seconds, sum/count delta"
+        if delta[1] != count:
+            entry["server_source"] += f" (saw {delta[1]} requests, {count} were ours)"
+    return entry
+
+
+def _mlflow_scenario(
+    scenario: Scenario, work: Path, args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """Serve the v2 model with MLflow, load it, stop it: (entry, serve facts, model check)."""
+    facts: dict[str, Any] = {}
+    try:
+        model = mlflow_serve.find_model(args.root, "v2")
+    except mlflow_serve.MlflowServeError as exc:
+        return _skipped(scenario, str(exc)), {"error": str(exc)}, None
+    facts.update(model_uri=model.uri, run_id=model.run_id, tracking_uri=model.tracking_uri)
+    _log(f"starting `mlflow models serve` for {model.uri} ...")
+    check = None
+    try:
+        with mlflow_serve.serving(model, args.out / "mlflow-serve.log") as server:
+            facts.update(
+                ready_s=round(server.ready_s, 1),
+                workers=1,
+                command=" ".join(server.command[1:]),
+                rss_at_rest_mib=mlflow_serve.group_rss_mib(server.process.pid),
+            )
+            _log(f"mlflow models serve answered after {server.ready_s:.1f} s at {server.url}")
+            check = _same_model(args.api_url, server.url, scenario.body or b"")
+            with _Sampler(
+                lambda: mlflow_serve.group_rss_mib(server.process.pid), 1.0, args.duration / 3
+            ) as rss:
+                entry = _load(scenario, server.url, work, args)
+            facts["rss_under_load_mib"] = rss.peak
+    except mlflow_serve.MlflowServeError as exc:
+        facts["error"] = str(exc)
+        return _skipped(scenario, str(exc).splitlines()[0]), facts, check
+    return entry, facts, check
+
+
+def _same_model(api_url: str, mlflow_url: str, mlflow_body: bytes) -> dict[str, Any] | None:
+    """Score the benchmark record on both servers; the probabilities should be equal."""
+    record = json.loads(mlflow_body)["dataframe_records"][0]
+    status_a, body_a, _ = _request(api_url + "/predict?model=v2", json.dumps(record).encode())
+    status_m, body_m, _ = _request(mlflow_url + "/invocations", mlflow_body)
+    if status_a != 200 or status_m != 200:
+        return None
+    try:
+        ours = float(json.loads(body_a)["churn_probability"])
+        predictions = json.loads(body_m)["predictions"]
+        theirs = float(predictions[0][1] if isinstance(predictions[0], list) else predictions[0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return {"api_v2": ours, "mlflow": theirs, "abs_diff": abs(ours - theirs)}
+
+
+def _skipped(scenario: Scenario, reason: str) -> dict[str, Any]:
+    return {
+        "name": scenario.name,
+        "label": scenario.label,
+        "server": scenario.server,
+        "method": scenario.method,
+        "url": "",
+        "records": scenario.records,
+        "body_bytes": len(scenario.body or b""),
+        "load_avg_1m": None,
+        "result": None,
+        "error": reason,
+    }
+
+
+def _project_version(root: Path) -> str:
+    try:
+        with (root / "pyproject.toml").open("rb") as fh:
+            return str(tomllib.load(fh)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "0.0.0"
+
+
+def _git_revision(root: Path) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return out.stdout.strip() or "unknown"
+
+
+def _builds(args: argparse.Namespace) -> dict[str, Any]:
+    """Time warm builds (and cold ones with --cold-build) from a temporary context copy."""
+    stamp = time.strftime("%Y%m%d%H%M%S")
+    version = _project_version(args.root)
+    revision = _git_revision(args.root)
+    images = (docker_facts.API_IMAGE, docker_facts.MLFLOW_IMAGE)
+    base = None
+    for image in images:
+        facts = docker_facts.image_facts(image)
+        base = base or (facts or {}).get("base")
+    if base is None:
+        return {"note": "the stack's images or their base are missing: builds not timed"}
+    result: dict[str, Any] = {"base": base, "warm": [], "cold": None}
+    with tempfile.TemporaryDirectory(prefix="churn-bench-build-") as tmp:
+        context = Path(tmp)
+        docker_facts.build_context_copy(args.root, context)
+        marker = context / "src" / "churn" / "__init__.py"
+        marker.write_text(marker.read_text() + f"# bench: a code change {stamp}\n")
+        for image in images:
+            tag = f"churn-bench-{image.removeprefix('churn-')}:warm-{stamp}"
+            _log(f"warm build of {image} (a changed file in src/, fresh labels) ...")
+            build_args = {"BASE_IMAGE": base, **docker_facts.build_args(version, revision)}
+            timing = docker_facts.time_build(context, image, tag, build_args)
+            docker_facts.remove_image(tag)
+            result["warm"].append(timing)
+        if args.cold_build:
+            result["cold"] = []
+            for image in images:
+                tag = f"churn-bench-{image.removeprefix('churn-')}:cold-{stamp}"
+                _log(f"cold build of {image} (--no-cache: installs every dependency) ...")
+                build_args = {"BASE_IMAGE": base, **docker_facts.build_args(version, revision)}
+                timing = docker_facts.time_build(context, image, tag, build_args, no_cache=True)
+                docker_facts.remove_image(tag)
+                result["cold"].append(timing)
+    if result["cold"] is None:
+        previous = _previous_cold(args.out / "bench.json")
+        if previous:
+            result["cold"] = previous
+    result["note"] = (
+        "warm = `docker build` as `nox -s build` runs it (new CREATED label) after a change to "
+        "one file in src/, from a copy of the build context, base image present; cold = "
+        "`--no-cache` (every dependency installed again), measured only with `--cold-build`"
+    )
+    return result
+
+
+def _previous_cold(path: Path) -> list[dict[str, Any]] | None:
+    """Cold build timings of an earlier run, labelled with their date (they are costly)."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cold = (earlier.get("builds") or {}).get("cold")
+    if not cold:
+        return None
+    when = earlier.get("created", "an earlier run")
+    return [
+        {**item, "source": item.get("source") or f"measured by the run of {when}"} for item in cold
+    ]
+
+
+def _docker(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    results["images"] = {
+        image: docker_facts.image_facts(image)
+        for image in (docker_facts.API_IMAGE, docker_facts.MLFLOW_IMAGE)
+    }
+    if not args.skip_builds:
+        results["builds"] = _builds(args)
+    up: dict[str, Any] = {}
+    if not args.skip_up_time:
+        _log(f"timing `up` to ready with a separate Compose project ({docker_facts.BENCH_PROJECT})")
+        up = docker_facts.time_up_to_ready(
+            args.root, mlflow_serve.free_port(), mlflow_serve.free_port()
+        )
+        up["source"] = f"separate project -p {docker_facts.BENCH_PROJECT}, copy of mlruns/"
+    elif args.up_seconds is not None:
+        up = {"ok": True, "healthy_s": args.up_seconds, "source": "as printed by `nox -s up`"}
+    if args.started_stack and args.up_seconds is not None:
+        up["nox_up_healthy_s"] = args.up_seconds
+    results["up"] = up or None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite; print the report; write bench.json and bench.png. Exit 1 if no API."""
+    args = _parse_args(argv)
+    status, _, _ = _request(args.api_url + "/ready")
+    if status != 200:
+        print(f"bench: the API at {args.api_url} is not ready (/ready: {status or 'no answer'})")
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    version = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    results: dict[str, Any] = {
+        "schema_version": 1,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": {"cpus": os.cpu_count() or 1, "load_avg_start": _loadavg(), "load_avg_end": []},
+        "load": {
+            "tool": (version.stdout + version.stderr).split("Copyright")[0].strip() or "wrk",
+            "threads": args.threads,
+            "connections": args.connections,
+            "duration_s": args.duration,
+        },
+        "api_url": args.api_url,
+        "stack": {"started_by_bench": args.started_stack, "note": args.stack_note},
+        "notes": [],
+    }
+    records, source = payloads.load_records(args.root, 1000)
+    results["records_source"] = source
+    container = docker_facts.container_publishing(urlsplit(args.api_url).port or 80)
+    memory: dict[str, Any] = {"api_container": container["name"] if container else None}
+    if container:
+        memory["api_at_rest"] = docker_facts.container_memory_mib(container["id"])
+
+    def sample() -> float | None:
+        return docker_facts.container_memory_mib(container["id"]) if container else None
+
+    entries: list[dict[str, Any]] = []
+    batch: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="churn-bench-") as tmp:
+        work = Path(tmp)
+        all_scenarios = _scenarios(records)
+        for scenario in all_scenarios[:-1]:
+            sampled = scenario.name in ("predict_v2", "batch_1000") and container is not None
+            before = _metrics(args.api_url) if scenario.name == "batch_1000" else ""
+            with _Sampler(sample if sampled else lambda: None, 2.0, args.duration / 3) as mem:
+                entries.append(_load(scenario, args.api_url, work, args))
+            if sampled:
+                memory[f"api_under_load_{scenario.name}"] = mem.peak
+            if scenario.name == "batch_1000":
+                delta = _server_delta(before, _metrics(args.api_url), "/predict/batch")
+                if delta and delta[1]:
+                    batch["under_load_server_mean_ms"] = round(delta[0] / delta[1] * 1000, 2)
+        peaks = [memory.get(f"api_under_load_{n}") for n in ("predict_v2", "batch_1000")]
+        memory["api_under_load"] = max((p for p in peaks if p is not None), default=None)
+        _log(f"{SEQUENTIAL_BATCHES} batches of 1,000 records, one at a time ...")
+        batch.update(
+            _sequential_batches(args.api_url, all_scenarios[4].body or b"", SEQUENTIAL_BATCHES)
+        )
+        results["batch_1000_server_ms"] = batch
+        check = None
+        if args.skip_mlflow:
+            entries.append(_skipped(all_scenarios[-1], "skipped (--skip-mlflow)"))
+            results["mlflow_serve"] = None
+        else:
+            entry, facts, check = _mlflow_scenario(all_scenarios[-1], work, args)
+            entries.append(entry)
+            results["mlflow_serve"] = facts
+            memory["mlflow_serve_at_rest"] = facts.get("rss_at_rest_mib")
+            memory["mlflow_serve_under_load"] = facts.get("rss_under_load_mib")
+        results["same_model_check"] = check
+    results["scenarios"] = entries
+    results["memory_mib"] = memory
+    results["host"]["load_avg_end"] = _loadavg()
+    if not args.skip_docker:
+        _docker(args, results)
+    by_name = {e["name"]: e for e in entries}
+    results["ratios"] = report.ratios(by_name)
+    results["targets"] = report.targets(by_name, results["ratios"], batch.get("server_mean_ms"))
+    results["notes"] += _notes(results, container)
+    report.write_json(results, args.out / "bench.json")
+    try:
+        report.write_chart(results, args.out / "bench.png")
+    except ImportError as exc:
+        results["notes"].append(f"no chart: {exc}")
+    print()
+    print(report.format_report(results))
+    print(f"\nbench: wrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
+    return 0
+
+
+def _notes(results: dict[str, Any], container: dict[str, str] | None) -> list[str]:
+    notes = [
+        "latencies and requests/s are wrk's, client side, through Docker's port publishing "
+        "(docker-proxy on 127.0.0.1); wrk shares the CPUs with the servers",
+        "mlflow models serve ran on the host from the nox venv (--env-manager local, 1 "
+        "uvicorn worker, its default); the API ran in its container (Waitress, "
+        f"{os.environ.get('CHURN_THREADS', '4')} threads by default)",
+    ]
+    if container is None:
+        notes.append("no container publishes the API port: memory not measured")
+    start, end = results["host"]["load_avg_start"][0], results["host"]["load_avg_end"][0]
+    cpus = results["host"]["cpus"]
+    if max(start, end) > cpus:
+        notes.append(
+            f"the machine was busy (1-min load average {start:.2f} -> {end:.2f} on {cpus} CPUs):"
+            " figures are lower and noisier than on an idle machine"
+        )
+    return notes
+
+
+if __name__ == "__main__":
+    sys.exit(main())

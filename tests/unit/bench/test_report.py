@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from benchmarks import report
+
+METRICS_TEXT = """\
+# HELP churn_api_request_latency_seconds Request latency.
+# TYPE churn_api_request_latency_seconds histogram
+churn_api_request_latency_seconds_bucket{endpoint="/predict/batch",le="0.01"} 3.0
+churn_api_request_latency_seconds_count{endpoint="/predict"} 694.0
+churn_api_request_latency_seconds_sum{endpoint="/predict"} 1.0329934520045754
+churn_api_request_latency_seconds_count{endpoint="/predict/batch"} 21.0
+churn_api_request_latency_seconds_sum{endpoint="/predict/batch"} 0.42
+churn_api_requests_total{endpoint="/predict/batch",method="POST",status="200"} 21.0
+"""
+
+
+def _result(rps: float, p99: float = 10.0, errors: int = 0) -> dict[str, Any]:
+    return {
+        "requests": int(rps * 10),
+        "duration_s": 10.0,
+        "requests_per_s": rps,
+        "p50_ms": p99 / 2,
+        "p90_ms": p99 * 0.8,
+        "p99_ms": p99,
+        "mean_ms": p99 / 2,
+        "max_ms": p99 * 2,
+        "errors": errors,
+        "status_errors": errors,
+        "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0},
+    }
+
+
+def _scenario(name: str, server: str, result: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": name.replace("_", " "),
+        "server": server,
+        "method": "GET" if name == "health" else "POST",
+        "url": f"http://127.0.0.1:5000/{name}",
+        "records": 1,
+        "body_bytes": 10,
+        "load_avg_1m": 1.5,
+        "result": result,
+        "error": None if result else "skipped",
+    }
+
+
+def _results(mlflow_rps: float | None = 100.0) -> dict[str, Any]:
+    scenarios = [
+        _scenario("health", "api", _result(3000.0, 8.0)),
+        _scenario("predict_v1", "api", _result(1800.0, 12.0)),
+        _scenario("predict_v2", "api", _result(1500.0, 30.0)),
+        _scenario("batch_100", "api", _result(400.0, 60.0)),
+        _scenario("batch_1000", "api", _result(50.0, 400.0)),
+        _scenario("mlflow_v2", "mlflow", _result(mlflow_rps) if mlflow_rps else None),
+    ]
+    by_name = {s["name"]: s for s in scenarios}
+    ratios = report.ratios(by_name)
+    return {
+        "schema_version": 1,
+        "created": "2026-11-27T10:00:00+00:00",
+        "host": {"cpus": 2, "load_avg_start": [1.0, 1.1, 1.2], "load_avg_end": [1.3, 1.2, 1.1]},
+        "load": {"tool": "wrk 4.1.0", "threads": 2, "connections": 16, "duration_s": 10},
+        "api_url": "http://127.0.0.1:5000",
+        "stack": {"started_by_bench": False, "note": "the running stack"},
+        "records_source": "data/processed/test.csv",
+        "scenarios": scenarios,
+        "ratios": ratios,
+        "batch_1000_server_ms": {"requests": 20, "server_mean_ms": 15.0, "client_median_ms": 19.0},
+        "memory_mib": {"api_container": "docker_api_1", "api_at_rest": 110.0},
+        "images": None,
+        "builds": None,
+        "up": None,
+        "mlflow_serve": None,
+        "same_model_check": None,
+        "targets": report.targets(by_name, ratios, 15.0),
+        "notes": [],
+    }
+
+
+def test_ratio_rounds_and_refuses_missing_or_zero_figures() -> None:
+    assert report.ratio(1, 3) == 0.333
+    assert report.ratio(None, 3) is None
+    assert report.ratio(3, None) is None
+    assert report.ratio(3, 0) is None
+
+
+def test_ratios_compare_predict_with_health_and_ours_with_mlflow() -> None:
+    results = _results()
+    assert results["ratios"] == {
+        "predict_v1_over_health": 0.6,
+        "predict_v2_over_health": 0.5,
+        "ours_over_mlflow": 15.0,
+    }
+
+
+def test_a_skipped_scenario_gives_no_ratio() -> None:
+    assert _results(mlflow_rps=None)["ratios"]["ours_over_mlflow"] is None
+
+
+def test_targets_are_judged_on_the_worst_version() -> None:
+    judged = {t["name"]: t for t in _results()["targets"]}
+    share = judged["predict_over_health"]
+    assert (share["value"], share["met"]) == (0.5, True)  # v2's 0.5 is the worst, and enough
+    assert judged["ours_over_mlflow"]["met"] is True
+    p99 = judged["predict_p99_ms"]
+    assert (p99["value"], p99["met"]) == (30.0, False)  # v2's p99 of 30 ms misses 25 ms
+    batch = judged["batch_1000_server_ms"]
+    assert (batch["value"], batch["met"]) == (15.0, True)
+
+
+def test_unmeasured_targets_are_neither_met_nor_missed() -> None:
+    results = _results(mlflow_rps=None)
+    by_name = {s["name"]: s for s in results["scenarios"]}
+    judged = {t["name"]: t for t in report.targets(by_name, results["ratios"], None)}
+    assert judged["ours_over_mlflow"]["met"] is None
+    assert judged["batch_1000_server_ms"]["met"] is None
+    assert judged["predict_over_health"]["met"] is True
+
+
+def test_the_latency_metric_is_read_per_endpoint() -> None:
+    assert report.latency_sum_count(METRICS_TEXT, "/predict/batch") == (0.42, 21.0)
+    assert report.latency_sum_count(METRICS_TEXT, "/predict") == (1.0329934520045754, 694.0)
+    assert report.latency_sum_count(METRICS_TEXT, "/health") is None
+    assert report.latency_sum_count("", "/predict") is None
+
+
+def test_a_complete_document_matches_the_schema() -> None:
+    report.validate(_results())
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda d: d.pop("scenarios"),
+        lambda d: d["scenarios"][0]["result"].update(requests_per_s=-1.0),
+        lambda d: d["scenarios"][0].update(server="bentoml"),
+        lambda d: d["host"].update(load_avg_start=[1.0]),
+        lambda d: d["targets"][0].update(met="yes"),
+        lambda d: d["ratios"].pop("ours_over_mlflow"),
+    ],
+)
+def test_the_schema_rejects_a_malformed_document(spoil: Any) -> None:
+    document = copy.deepcopy(_results())
+    spoil(document)
+    with pytest.raises(jsonschema.ValidationError):
+        report.validate(document)
+
+
+def test_write_json_writes_what_validates(tmp_path: Path) -> None:
+    path = tmp_path / "bench" / "bench.json"
+    report.write_json(_results(), path)
+    assert json.loads(path.read_text())["ratios"]["ours_over_mlflow"] == 15.0
+
+
+def test_the_report_lists_every_scenario_and_target_verdict() -> None:
+    text = report.format_report(_results(mlflow_rps=None))
+    for label in ("health", "predict v1", "predict v2", "batch 100", "batch 1000"):
+        assert label in text
+    assert "mlflow v2" in text and "not measured: skipped" in text
+    assert "MISSED" in text and "MET" in text and "not measured" in text
+    assert "load average 1.00 at start" in text
+
+
+@pytest.mark.slow  # importing matplotlib.pyplot takes seconds on a busy 2-core machine
+def test_the_chart_is_a_png(tmp_path: Path) -> None:
+    path = tmp_path / "bench.png"
+    report.write_chart(_results(), path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
