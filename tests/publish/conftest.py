@@ -20,6 +20,7 @@ from publish_support import (
     IMAGES,
     MAIN_ROOT,
     OCI,
+    TRAINING_STORE,
     Registry,
     docker,
     start_registry,
@@ -85,7 +86,8 @@ def _copy_training_store(source: Path, target: Path) -> None:
     if not (source / "mlflow.db").is_file():
         pytest.fail(
             f"{source}/mlflow.db is missing: the smoke tests look up the training runs there. "
-            "Run `nox -s build up` (CI runs this test after the main job)."
+            "Run `nox -s build up` first (CI runs this test after the main job), or point "
+            "PUBLISH_TEST_MLRUNS at the store the images' models were trained into."
         )
     sqlite_files = (".db", ".db-wal", ".db-shm", ".db-journal")
     shutil.copytree(
@@ -135,7 +137,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, images: dict[str, dict[s
         pytest.fail(f"the images were built from {revision}, before `nox -s publish`: rebuild.")
     for key, value in (("user.email", "publish-test@127.0.0.1"), ("user.name", "publish-test")):
         subprocess.run(["git", "-C", str(clone), "config", key, value], check=True)
-    _copy_training_store(MAIN_ROOT / "mlruns", clone / "mlruns")
+    _copy_training_store(TRAINING_STORE, clone / "mlruns")
     (clone / "logs").mkdir()
     _hand_to_container_user(clone / "mlruns")
     _hand_to_container_user(clone / "logs")

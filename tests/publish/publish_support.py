@@ -20,6 +20,9 @@ import pytest
 import requests
 
 MAIN_ROOT = Path(__file__).resolve().parents[2]
+#: The MLflow store the images' models were trained into: the checkout's mlruns/ unless
+#: PUBLISH_TEST_MLRUNS names another (for images built from another copy of the repo).
+TRAINING_STORE = Path(os.environ.get("PUBLISH_TEST_MLRUNS") or MAIN_ROOT / "mlruns")
 IMAGES = ("churn-prediction-api", "churn-mlflow")
 NAMESPACE = "churn"
 OCI = "org.opencontainers.image."
@@ -67,6 +70,7 @@ def untag_registry_images(address: str) -> list[str]:
             refs.append(f"{repo}:{row['Tag']}")
         if row["Digest"] != "<none>":
             refs.append(f"{repo}@{row['Digest']}")
+    refs = list(dict.fromkeys(refs))  # one digest row per tag: remove each reference once
     for ref in refs:
         docker("image", "rm", ref)
     return refs

@@ -21,8 +21,8 @@ import pytest
 import requests
 from publish_support import (
     IMAGES,
-    MAIN_ROOT,
     NAMESPACE,
+    TRAINING_STORE,
     Registry,
     Run,
     docker,
@@ -259,8 +259,9 @@ def stack(
 ) -> Iterator[dict[str, str]]:
     """The Compose stack of the clone, run from the registry's images on other ports.
 
-    Its own project name and network (the compose file names its network `churn-prediction`:
-    an override renames it, or both stacks would share one network and the `mlflow` alias).
+    Its own project name and network: on the main stack's network `churn-prediction` both
+    `mlflow` services would answer to one alias (an override file renames it, which works with
+    compose files older than the STACK_NETWORK setting too).
     """
     prefix = f"{registry.address}/{NAMESPACE}/"
     removed = untag_registry_images(registry.address)
@@ -281,7 +282,7 @@ def stack(
         "API_BIND": "127.0.0.1",
         "MLFLOW_BIND": "127.0.0.1",
         # Runs logged on the host name their artifacts by the main checkout's mlruns path.
-        "MLRUNS_HOST_DIR": str(MAIN_ROOT / "mlruns"),
+        "MLRUNS_HOST_DIR": str(TRAINING_STORE),
     }
 
     def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
