@@ -282,7 +282,7 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite (no Docker engine needed)."""
     _install_dev(session)
-    args = session.posargs or ["tests/unit"]
+    args = session.posargs or ["tests/unit", "tests/devcontainer"]
     session.run("pytest", *args)
 
 
@@ -385,8 +385,19 @@ def up(session: nox.Session) -> None:
                     f"(e.g. `{name}={port + 10} nox -s up`)."
                 )
     _prepare_data_dirs(session)
+    if os.environ.get("IMAGE_PREFIX"):
+        # Published images: pull them first, or Compose would build the missing ones locally.
+        session.run(*compose, "pull", external=True, env=env)
+    else:
+        tag = os.environ.get("IMAGE_TAG", "latest")
+        missing = [i for i in (API_IMAGE, MLFLOW_IMAGE) if not _image_exists(f"{i}:{tag}")]
+        if missing:
+            session.error(
+                f"No local image {', '.join(f'{i}:{tag}' for i in missing)}: run `nox -s build "
+                "up`, or set IMAGE_PREFIX to run published images (README: another machine)."
+            )
     started = time.monotonic()
-    session.run(*compose, "up", "-d", *session.posargs, external=True, env=env)
+    session.run(*compose, "up", "-d", "--no-build", *session.posargs, external=True, env=env)
     timeout = float(os.environ.get("UP_TIMEOUT", "240"))
     while True:
         states = {s: _health(cid) for s, cid in _container_ids(session, compose).items()}
