@@ -111,7 +111,7 @@ class ServingModels:
                 compiled[pre_key] = CompiledPreprocessor.from_fitted(preprocessor, pre_path)
             pre = compiled[pre_key]
             positive = _positive_column(model, model_path, encoder, encoder_path, pre)
-            scorer = compile_model(model, pre, positive, model_path)
+            scorer = compile_model(model, pre, positive)
             served[version] = _Served(ModelInfo(version, metadata, scorer.engine), scorer)
         return cls(served)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,16 +26,16 @@ Record = Mapping[str, object]
 _UNKNOWN_AS_ZEROS = ("ignore", "infrequent_if_exist", "warn")
 
 
-class CodeMap(dict[object, int]):
-    """A category -> code dict whose every other key maps to the "unknown" code."""
+class CodeMap(dict[object, Any]):
+    """A category -> code (or weight) dict whose every other key maps to ``unknown``."""
 
     __slots__ = ("unknown",)
 
-    def __init__(self, items: Iterable[tuple[object, int]], unknown: int) -> None:
+    def __init__(self, items: Iterable[tuple[object, Any]], unknown: Any) -> None:
         super().__init__(items)
         self.unknown = unknown
 
-    def __missing__(self, key: object) -> int:
+    def __missing__(self, key: object) -> Any:
         return self.unknown
 
 

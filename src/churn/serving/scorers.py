@@ -23,7 +23,6 @@ import math
 from bisect import bisect_left
 from collections.abc import Sequence
 from operator import getitem
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -42,6 +41,8 @@ _SMALL_BATCH = 32
 #: Larger batches go in chunks of masks of about this size (measured on 2 cores: a
 #: 1,000-row batch about 1.8x faster than with one 800 KB block of masks).
 _CHUNK_BYTES = 256 * 2**10
+#: Largest total size of a tree ensemble's per-feature tables before it is left uncompiled.
+MAX_COMPILED_BYTES = 256 * 2**20
 
 
 class Scorer(Protocol):
@@ -107,7 +108,7 @@ class LinearScorer:
             )
         )
         self._weight_maps = tuple(
-            CodeMap(((v, float(t[i])) for i, v in enumerate(cats)), unknown=0.0)  # type: ignore[arg-type]
+            CodeMap(((v, float(t[i])) for i, v in enumerate(cats)), unknown=0.0)
             for cats, t in zip(pre.categories, tables, strict=True)
         )
 
@@ -235,6 +236,15 @@ class TreeEnsembleScorer:
         self.group_starts = starts[: len(self._groups)]
         self.numeric_starts = starts[len(self._groups) :].tolist()
         self._compile_one(strides)
+
+    @staticmethod
+    def table_bytes(trees: Sequence[np.ndarray]) -> int:
+        """Size of the per-feature tables `TreeEnsembleScorer` would build for ``trees``."""
+        splits = np.concatenate([nodes[nodes["is_leaf"] == 0] for nodes in trees])
+        pairs = np.unique(np.stack([splits["feature_idx"], splits["num_threshold"]]), axis=1)
+        rows = pairs.shape[1] + 2 * len(np.unique(splits["feature_idx"]))
+        n_leaves = max(int(nodes["is_leaf"].sum()) for nodes in trees)
+        return rows * len(trees) * -(-n_leaves // _WORD_BITS) * 8
 
     @staticmethod
     def _group_columns(sizes: Sequence[int], tw: int) -> list[list[int]]:
@@ -417,10 +427,12 @@ class EstimatorScorer:
         return np.ascontiguousarray(proba[:, self.positive_column], dtype=np.float64)
 
 
-def compile_model(
-    model: Any, preprocessor: CompiledPreprocessor, positive_column: int, source: Path
-) -> Scorer:
-    """Return the fastest exact scorer for ``model`` (``positive_column`` of its proba)."""
+def compile_model(model: Any, preprocessor: CompiledPreprocessor, positive_column: int) -> Scorer:
+    """Return the fastest exact scorer for ``model`` (``positive_column`` of its proba).
+
+    A tree ensemble whose tables would exceed `MAX_COMPILED_BYTES` (thousands of deep trees)
+    is left to the estimator itself.
+    """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
@@ -431,8 +443,9 @@ def compile_model(
             return LinearScorer(coef[0], float(model.intercept_[0]), preprocessor, positive_column)
     if isinstance(model, HistGradientBoostingClassifier) and _plain_binary_trees(model):
         trees = [iteration[0].nodes for iteration in model._predictors]
-        baseline = float(np.asarray(model._baseline_prediction).ravel()[0])
-        return TreeEnsembleScorer(trees, baseline, preprocessor, positive_column)
+        if TreeEnsembleScorer.table_bytes(trees) <= MAX_COMPILED_BYTES:
+            baseline = float(np.asarray(model._baseline_prediction).ravel()[0])
+            return TreeEnsembleScorer(trees, baseline, preprocessor, positive_column)
     return EstimatorScorer(model, preprocessor, positive_column)
 
 

@@ -88,7 +88,7 @@ def test_other_fitted_models_compile_exactly(
     model, engine: str, fitted, compiled, train_xy, make_records
 ) -> None:
     model.fit(*train_xy)
-    scorer = compile_model(model, compiled, 1, Path("model.pkl"))
+    scorer = compile_model(model, compiled, 1)
     assert scorer.engine == engine
     if model.__class__ is HistGradientBoostingClassifier and model.max_leaf_nodes == 120:
         assert max(p[0].get_n_leaf_nodes() for p in model._predictors) > 64
@@ -106,8 +106,8 @@ def test_positive_class_in_column_zero_gives_the_complement(
 ) -> None:
     model = fitted[version]
     records = make_records(100, seed=9)
-    column_one = compile_model(model, compiled, 1, Path("m.pkl"))
-    column_zero = compile_model(model, compiled, 0, Path("m.pkl"))
+    column_one = compile_model(model, compiled, 1)
+    column_zero = compile_model(model, compiled, 0)
     expected = model.predict_proba(fitted["preprocessor"].transform(frame_of(records)))[:, 0]
     assert np.abs(column_zero.proba(records) - expected).max() <= TOLERANCE
     assert np.abs(column_zero.proba(records[:1]) - expected[:1]).max() <= TOLERANCE
@@ -120,7 +120,7 @@ def test_tree_tables_route_nan_like_the_estimator(fitted, compiled, train_xy) ->
     with_gaps = x.copy()
     with_gaps[rng.random(x.shape) < 0.1] = np.nan  # learned missing-value directions
     model = HistGradientBoostingClassifier(max_iter=40, random_state=0).fit(with_gaps, y)
-    scorer = compile_model(model, compiled, 1, Path("m.pkl"))
+    scorer = compile_model(model, compiled, 1)
     assert isinstance(scorer, TreeEnsembleScorer)
     directions = np.concatenate([p[0].nodes["missing_go_to_left"] for p in model._predictors])
     assert 0 < directions.mean() < 1  # both directions occur
@@ -129,7 +129,7 @@ def test_tree_tables_route_nan_like_the_estimator(fitted, compiled, train_xy) ->
     expected = model._raw_predict(probe).ravel()
     assert np.abs(scorer.raw_predict(probe) - expected).max() <= TOLERANCE
     # The shipped v2 model too, on its own (never-NaN-trained) directions.
-    v2 = compile_model(fitted["v2"], compiled, 1, Path("m.pkl"))
+    v2 = compile_model(fitted["v2"], compiled, 1)
     assert (
         np.abs(v2.raw_predict(probe) - fitted["v2"]._raw_predict(probe).ravel()).max() <= TOLERANCE
     )
@@ -140,7 +140,7 @@ def test_column_grouping_does_not_change_results(
     group_rows: int, monkeypatch, fitted, compiled, make_records
 ) -> None:
     monkeypatch.setattr(scorers, "MAX_GROUP_ROWS", group_rows)
-    scorer = compile_model(fitted["v2"], compiled, 1, Path("m.pkl"))
+    scorer = compile_model(fitted["v2"], compiled, 1)
     records = make_records(500, seed=12, unseen_rate=0.05)
     expected = _sklearn_proba(fitted["v2"], fitted, records)
     assert np.abs(scorer.proba(records) - expected).max() <= TOLERANCE
@@ -148,9 +148,20 @@ def test_column_grouping_does_not_change_results(
         assert all(len(g) == 1 for g in scorer._groups)
 
 
+def test_an_ensemble_too_large_to_tabulate_is_left_to_the_estimator(
+    monkeypatch, fitted, compiled, make_records
+) -> None:
+    monkeypatch.setattr(scorers, "MAX_COMPILED_BYTES", 1000)
+    scorer = compile_model(fitted["v2"], compiled, 1)
+    assert scorer.engine == "sklearn-estimator"
+    records = make_records(300, seed=13, unseen_rate=0.05)
+    expected = _sklearn_proba(fitted["v2"], fitted, records)
+    assert np.abs(scorer.proba(records) - expected).max() <= TOLERANCE
+
+
 @pytest.mark.parametrize("size", [2, 31, 32, 33, 700])
 def test_every_batch_size_path_agrees(size: int, fitted, compiled, make_records) -> None:
-    scorer = compile_model(fitted["v2"], compiled, 1, Path("m.pkl"))
+    scorer = compile_model(fitted["v2"], compiled, 1)
     records = make_records(size, seed=size)
     expected = _sklearn_proba(fitted["v2"], fitted, records)
     assert np.abs(scorer.proba(records) - expected).max() <= TOLERANCE
