@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import signal
 import sys
 import threading
 import time
 from types import FrameType
+from typing import Any
 
 from flask import Flask
 from waitress import create_server, wasyncore
@@ -87,6 +89,27 @@ def _busy(server: object) -> bool:
     )
 
 
+def _stop_listening(server: Any) -> None:
+    """Serve the connections already queued in the kernel, then close the listening socket.
+
+    Only clearing ``accepting`` would leave the socket listening: the kernel would keep taking
+    connections during the grace period and reset them at exit, after their clients had sent
+    their requests. Closed, new connections are refused at once; queued ones are served.
+    """
+    sock = server.socket
+    if sock is None:
+        return
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    for _ in range(server.adj.backlog):
+        if not poller.poll(0):
+            break
+        server.handle_accept()
+    # The dispatcher's own close: BaseWSGIServer.close would also close the trigger that
+    # wakes the loop when responses in flight are ready.
+    wasyncore.dispatcher.close(server)
+
+
 def run(settings: ApiSettings, stop: threading.Event | None = None) -> None:
     """Build the app and serve it until ``stop`` is set (or SIGTERM/SIGINT in the main thread).
 
@@ -134,7 +157,7 @@ def serve(app: Flask, settings: ApiSettings, stop: threading.Event | None = None
         while not stop.is_set():
             wasyncore.loop(timeout=0.2, use_poll=True, map=socket_map, count=1)
         # Graceful stop: take no new connections, finish and send what is in flight.
-        server.accepting = False  # type: ignore[union-attr]
+        _stop_listening(server)
         deadline = time.monotonic() + GRACE_SECONDS
         while _busy(server) and time.monotonic() < deadline:
             wasyncore.loop(timeout=0.05, use_poll=True, map=socket_map, count=1)
