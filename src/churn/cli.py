@@ -8,7 +8,8 @@
     churn-pipeline evaluate              # models/metrics.json
     churn-pipeline check my.csv          # does a CSV have the Telco schema?
 
-Exit status: 0 on success, 2 for a bad params file or a CSV that does not match the schema.
+Exit status: 0 on success, 2 for a bad params file or a CSV that does not match the schema,
+1 when MLflow cannot take the run or the artifacts are out of step with their metadata.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (dataset.DataSchemaError, ParamsError, FileNotFoundError) as exc:
         print(f"churn-pipeline {args.command}: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # MLflow unreachable or unusable, artifacts out of step
+        print(f"churn-pipeline {args.command}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -121,10 +121,21 @@ def git_commit(root: Path) -> str | None:
 
 
 def _experiment_id(target: TrackingTarget) -> str:
+    """Return the id of the target's experiment, creating it where it does not exist yet."""
     import mlflow
 
     existing = mlflow.get_experiment_by_name(target.experiment)
     if existing is not None:
+        proxied = existing.artifact_location.startswith("mlflow-artifacts:")
+        if proxied and not target.tracking_uri.startswith(("http://", "https://")):
+            # Created through a tracking server that proxies artifacts (the Compose one does):
+            # only that server can store this experiment's artifacts.
+            raise RuntimeError(
+                f"Experiment {target.experiment!r} in {target.tracking_uri} was created through "
+                "an MLflow server, which stores its artifacts: log through it (start the stack, "
+                "set MLFLOW_TRACKING_URI=http://localhost:5001) or choose another "
+                "MLFLOW_EXPERIMENT_NAME."
+            )
         return str(existing.experiment_id)
     if target.artifact_dir:
         target.artifact_dir.mkdir(parents=True, exist_ok=True)

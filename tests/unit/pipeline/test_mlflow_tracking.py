@@ -33,3 +33,20 @@ def test_an_unreachable_server_fails_fast_with_advice() -> None:
     with pytest.raises(RuntimeError, match="not reachable.*unset MLFLOW_TRACKING_URI"):
         mlflow_store._check_server(f"http://127.0.0.1:{port}")
     assert time.perf_counter() - started < mlflow_store.SERVER_PROBE_TIMEOUT + 1
+
+
+@pytest.mark.slow
+def test_local_training_refuses_an_experiment_whose_artifacts_a_server_proxies(
+    tmp_path: Path,
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    target = mlflow_store.resolve_target(tmp_path, env={})
+    (tmp_path / "mlruns").mkdir()
+    MlflowClient(target.tracking_uri).create_experiment(
+        target.experiment, artifact_location="mlflow-artifacts:/1"
+    )
+    mlflow.set_tracking_uri(target.tracking_uri)
+    with pytest.raises(RuntimeError, match="created through an MLflow server"):
+        mlflow_store._experiment_id(target)
