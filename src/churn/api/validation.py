@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import operator
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -134,6 +135,11 @@ class CustomerValidator:
             )
         self._known = frozenset(FEATURE_COLUMNS) | {ID_COLUMN}
         self._known_lower = {k.lower(): k for k in self._known}
+        # The fast path's lookups (see `_fast`).
+        self._get_fields = operator.itemgetter(*FEATURE_COLUMNS)
+        self._get_categories = operator.itemgetter(*CATEGORICAL)
+        self._category_sets = tuple(self._categories[name] for name in CATEGORICAL)
+        self._numeric_specs = tuple(NUMERIC.items())
 
     # -- single values ----------------------------------------------------------------------
 
@@ -196,6 +202,10 @@ class CustomerValidator:
         with normalised values (None when there are problems); field names in problems are
         prefixed with ``prefix`` (e.g. ``instances[3].``).
         """
+        if type(obj) is dict:
+            checked = self._fast(obj)
+            if checked is not None:
+                return checked
         if not isinstance(obj, Mapping):
             where = prefix.rstrip(".") or "body"
             return (
@@ -236,6 +246,54 @@ class CustomerValidator:
         if problems:
             return None, None, problems
         return record, customer_id if isinstance(customer_id, str) else None, []
+
+    def _fast(
+        self, obj: dict[str, object]
+    ) -> tuple[dict[str, object], str | None, list[Detail]] | None:
+        """Accept the common case in one pass, or return None to let `validate` decide.
+
+        The common case: exactly the 19 fields (and optionally a customerID string), every
+        categorical value an allowed string, every number a JSON int or float in range
+        (whole for whole-number fields), TotalCharges possibly null. The result is the one
+        the full checks give; anything else (numeric strings, blanks, any problem) returns
+        None and goes through them, so that messages stay exact. The lookups and category
+        checks run in C (itemgetter, map); only the four numbers are checked in Python.
+        """
+        size = len(obj)
+        customer_id = None
+        if size != len(self.fields):
+            if size != len(self.fields) + 1 or ID_COLUMN not in obj:
+                return None
+            customer_id = obj[ID_COLUMN]
+            if type(customer_id) is not str or len(customer_id) > MAX_ID_LENGTH:
+                return None
+        try:
+            values = self._get_fields(obj)
+            # `in` a set of strings is True only for an equal string (unhashable: TypeError).
+            categories = self._get_categories(obj)
+            if not all(map(frozenset.__contains__, self._category_sets, categories)):
+                return None
+        except (KeyError, TypeError):
+            return None
+        # 19 distinct known names among 19 (or 20 with customerID) keys: nothing extra.
+        record = dict(zip(self.fields, values, strict=True))
+        for name, spec in self._numeric_specs:
+            value = record[name]
+            if type(value) is int:
+                if not spec.minimum <= value <= spec.maximum:
+                    return None
+                if not spec.integer:
+                    record[name] = float(value)
+            elif type(value) is float:
+                if not spec.minimum <= value <= spec.maximum:  # also False for NaN
+                    return None
+                if spec.integer:
+                    if not value.is_integer():
+                        return None
+                    record[name] = int(value)
+            elif value is not None or not spec.nullable:
+                return None
+        return record, customer_id, []
 
     def _unknown(self, obj: Mapping[str, object], prefix: str) -> list[Detail]:
         problems = []
