@@ -303,19 +303,15 @@ def _bench_stack(
             _run(*cmd, "down", "--remove-orphans", "--timeout", "10", timeout=180, env=env)
 
 
-def _health(compose_cmd: list[str], env: dict[str, str]) -> dict[str, str]:
-    states = {}
-    for service in ("mlflow", "api"):
-        cid = _run(*compose_cmd, "ps", "-q", service, env=env).stdout.strip()
-        if not cid:
-            states[service] = "missing"
-            continue
-        fmt = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}"
-        state, _, health = (
-            _run("docker", "inspect", "--format", fmt, cid).stdout.strip().partition(" ")
-        )
-        states[service] = health or state or "missing"
-    return states
+def _health(container_ids: list[str]) -> list[str]:
+    """Return each container's health (or state, when it has no healthcheck)."""
+    fmt = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}"
+    out = _run("docker", "inspect", "--format", fmt, *container_ids)
+    states = []
+    for line in out.stdout.splitlines():
+        state, _, health = line.strip().partition(" ")
+        states.append(health or state or "missing")
+    return states or ["missing"]
 
 
 def time_up_to_ready(
@@ -339,6 +335,9 @@ def time_up_to_ready(
             result["error"] = " ".join((up.stderr + up.stdout).split())[-400:]
             return result
         ready_url = f"http://127.0.0.1:{api_port}/ready"
+        ids = [
+            _run(*cmd, "ps", "-q", service, env=env).stdout.strip() for service in ("mlflow", "api")
+        ]
         last_health = 0.0
         while time.monotonic() - started < timeout_s:
             now = time.monotonic()
@@ -346,14 +345,14 @@ def time_up_to_ready(
                 result["api_ready_s"] = round(now - started, 1)
             if now - last_health >= 1.0:
                 last_health = now
-                states = _health(cmd, env)
-                if all(s == "healthy" for s in states.values()):
-                    result["healthy_s"] = round(time.monotonic() - started, 1)
+                states = _health(ids) if all(ids) else ["missing"]
+                if all(s == "healthy" for s in states):
+                    result["healthy_s"] = round(now - started, 1)
                     result.setdefault("api_ready_s", result["healthy_s"])
                     result["ok"] = True
                     return result
-                if any(s in ("exited", "dead") for s in states.values()):
-                    result["error"] = f"a service stopped: {states}"
+                if any(s in ("exited", "dead", "missing") for s in states):
+                    result["error"] = f"a service is not running: {states}"
                     return result
             time.sleep(0.25)
         result["error"] = f"not healthy within {timeout_s:.0f} s"
