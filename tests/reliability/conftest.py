@@ -44,6 +44,8 @@ def _remove_labelled_containers() -> None:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """The suite's own running stack (both services healthy)."""
+    if PROJECT in ("", "docker"):  # `docker` is the main stack's project (the folder's name)
+        pytest.fail(f"RELIABILITY_PROJECT={PROJECT!r} would be the main stack: choose another")
     if docker("info", "--format", "{{.ServerVersion}}", timeout=30).returncode != 0:
         pytest.fail("No Docker engine answers: the reliability suite needs one")
     for name in ("churn-prediction-api", "churn-mlflow"):
