@@ -36,7 +36,7 @@ from churn.schema import (
     TARGET_COLUMN,
 )
 
-#: Rows in the fixture's training + test data (small, so the whole set builds in about 1 s).
+#: Rows in the fixture's training + test data (small, so the whole set builds in 1-2 s).
 FIXTURE_ROWS = 2000
 FIXTURE_SEED = 20261127
 #: Hyperparameters of the fixture's models (v2 kept at scikit-learn's default tree size).
@@ -275,7 +275,8 @@ def artifact_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Each ``model_vN.json`` carries the correct sha256 of its three artifacts, plus realistic
     ``algorithm``, ``hyperparameters``, ``training_data_sha256``, ``trained_at``,
     ``training_seconds``, ``library_versions``, ``mlflow`` and ``metrics`` fields.
-    Built once per session (about 1 s). Shared: do not modify it; use ``artifact_copy``.
+    Built once per session (about 1-2 s on 2 busy cores, after imports). Shared: do not
+    modify it; tamper with ``artifact_copy`` instead.
     Use it as ``ServingModels.load(artifact_root)`` or as the API's model root setting.
     """
     return build_artifacts(tmp_path_factory.mktemp("artifacts"))
