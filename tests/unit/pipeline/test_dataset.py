@@ -14,7 +14,7 @@ from churn.cli import main
 from churn.params import DataParams
 from churn.schema import CATEGORICAL, CSV_COLUMNS, TARGET_CLASSES
 
-#: The first rows of the public IBM file, spelled exactly as there (blank TotalCharges: " ").
+#: Rows of the public IBM file (its first three and a tenure-0 one), spelled exactly as there.
 PUBLIC_ROWS = """\
 customerID,gender,SeniorCitizen,Partner,Dependents,tenure,PhoneService,MultipleLines,InternetService,OnlineSecurity,OnlineBackup,DeviceProtection,TechSupport,StreamingTV,StreamingMovies,Contract,PaperlessBilling,PaymentMethod,MonthlyCharges,TotalCharges,Churn
 7590-VHVEG,Female,0,Yes,No,1,No,No phone service,DSL,No,Yes,No,No,No,No,Month-to-month,Yes,Electronic check,29.85,29.85,No
