@@ -11,10 +11,12 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import tomllib
+from contextlib import closing
 from pathlib import Path
 
 import nox
@@ -44,8 +46,11 @@ def _project_version() -> str:
 
 def _install_dev(session: nox.Session) -> None:
     """Install the pinned development environment and the project itself."""
-    session.install("-r", DEV_LOCK)
-    session.install("--no-deps", "-e", ".")
+    # Compiled at install time: every pipeline stage is a new process, and with
+    # PYTHONDONTWRITEBYTECODE set each would otherwise compile its libraries again.
+    env = {"UV_COMPILE_BYTECODE": "1"}
+    session.install("-r", DEV_LOCK, env=env)
+    session.install("--no-deps", "-e", ".", env=env)
 
 
 def _run_quiet(*cmd: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
@@ -173,17 +178,50 @@ def _base_image(session: nox.Session) -> str:
 
 
 def _ensure_artifacts(session: nox.Session) -> None:
-    """`dvc pull` the artifacts; where the remote cannot serve them, reproduce them."""
+    """`dvc pull` the artifacts; where the remote cannot serve them, reproduce them.
+
+    Pulled models whose training runs are not in the local MLflow store (they were trained on
+    another machine or clone) are retrained, so that the provenance the API reports (`/models`)
+    points at runs the stack's MLflow server really has.
+    """
     # A pull from an empty or unreachable remote fails; `dvc status` then tells what is missing.
     session.run("dvc", "pull", "--quiet", success_codes=[0, 1])
-    if _dvc_up_to_date(session):
-        session.log("DVC artifacts are present and match dvc.lock.")
+    if not _dvc_up_to_date(session):
+        session.log(
+            "The DVC remote could not serve the artifacts (empty or unreachable): "
+            "reproducing them with `dvc repro` instead."
+        )
+        session.run("dvc", "repro")
         return
-    session.log(
-        "The DVC remote could not serve the artifacts (empty or unreachable): "
-        "reproducing them with `dvc repro` instead."
-    )
-    session.run("dvc", "repro")
+    missing = _runs_missing_from_local_store()
+    if missing:
+        session.log(
+            f"The artifacts are present, but their training runs ({', '.join(missing)}) are not "
+            "in the local MLflow store mlruns/: retraining with `dvc repro --force` so that the "
+            "stack's MLflow shows the runs its models come from."
+        )
+        session.run("dvc", "repro", "--force")
+        return
+    session.log("DVC artifacts are present, match dvc.lock, and their runs are in mlruns/.")
+
+
+def _runs_missing_from_local_store() -> list[str]:
+    """Return the models' MLflow run ids that the local store (mlruns/mlflow.db) lacks."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return []  # a shared tracking server: its runs are not ours to check here
+    run_ids = []
+    for meta in sorted((ROOT / "models").glob("model_v*.json")):
+        run_id = json.loads(meta.read_text()).get("mlflow", {}).get("run_id")
+        if run_id:
+            run_ids.append(run_id)
+    db = ROOT / "mlruns" / "mlflow.db"
+    if not db.exists():
+        return run_ids
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        marks = ",".join("?" * len(run_ids))
+        rows = conn.execute(f"SELECT run_uuid FROM runs WHERE run_uuid IN ({marks})", run_ids)
+        found = {row[0] for row in rows}
+    return [r for r in run_ids if r not in found]
 
 
 def _dvc_up_to_date(session: nox.Session) -> bool:
@@ -329,7 +367,12 @@ def pull(session: nox.Session) -> None:
 def train(session: nox.Session) -> None:
     """Reproduce the DVC pipeline (data, features, both models, metrics), logging to MLflow."""
     _install_dev(session)
-    session.run("dvc", "repro", *session.posargs)
+    args = session.posargs
+    if any(a == "-S" or a.startswith(("-S", "--set-param")) for a in args):
+        # Changed parameters (e.g. your own CSV) go through `dvc exp run`, which applies them.
+        session.run("dvc", "exp", "run", *args)
+    else:
+        session.run("dvc", "repro", *args)
 
 
 @nox.session
