@@ -585,18 +585,16 @@ def test_the_service_is_healthy_afterwards_and_answered_no_5xx(stack: Stack) -> 
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"]["models"]["status"] == "ok"
     metrics = requests.get(f"{stack.api_url}/metrics", timeout=10).text
-    answered = {
-        m.group(1): float(m.group(2))
-        for m in re.finditer(r'^churn_api_requests_total\{.*status="(\d+)"\} (\S+)$', metrics, re.M)
-    }
     statuses = {}
     for line in re.finditer(r"^churn_api_requests_total\{(.*)\} (\S+)$", metrics, re.M):
         status = re.search(r'status="(\d+)"', line.group(1))
         assert status, line.group(0)
         statuses[status.group(1)] = statuses.get(status.group(1), 0.0) + float(line.group(2))
     assert statuses, "no request counted in /metrics"
-    assert answered  # the pattern matched
     server_errors = {s: n for s, n in statuses.items() if s.startswith("5")}
     assert not server_errors, f"5xx answers counted in /metrics: {server_errors}"
-    four = sum(n for s, n in statuses.items() if s.startswith("4"))
-    figure("bad-input catalogue", f"{len(CASES) + 2} cases, {four:.0f} 4xx answers, 0 5xx")
+    figure(
+        "bad-input catalogue",
+        f"{len(CASES) + 2} bad requests, each a JSON 4xx naming the problem; "
+        f"{len(ACCEPTED)} odd-but-valid ones answered 200; 0 5xx in /metrics",
+    )
