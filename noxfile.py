@@ -1037,9 +1037,6 @@ def bench(session: nox.Session) -> None:
 # schemathesis, a soak, faults with recovery times, data across `down`/`up`, hardening.
 # Everything of it lives in this block.
 
-#: Until the dev lock carries schemathesis, the reliability session installs this pin on top.
-SCHEMATHESIS_FALLBACK = "schemathesis==4.32.5"
-
 
 def _reliability_wrk(session: nox.Session) -> None:
     """Install wrk from Debian packages when root and missing; else the soak uses Python."""
@@ -1063,9 +1060,7 @@ def reliability(session: nox.Session) -> None:
     """Bad input, fuzzing, faults, soak, data and hardening tests on a stack of its own."""
     _require_docker(session)
     _compose_cmd(session)  # fails early, with what to install, when there is no Compose
-    _install_dev(session)
-    if "schemathesis==" not in (ROOT / DEV_LOCK).read_text(encoding="utf-8"):
-        session.install(SCHEMATHESIS_FALLBACK)
+    _install_dev(session)  # the dev lock carries schemathesis
     _reliability_wrk(session)
     args = session.posargs or ["tests/reliability"]
     # The data test runs `nox -s down` and `nox -s up` on the suite's stack with this Python.

@@ -29,7 +29,7 @@ def _schemathesis() -> list[str]:
         return [str(beside)]
     found = shutil.which("schemathesis") or shutil.which("st")
     if found is None:
-        pytest.fail("schemathesis is not installed (`nox -s reliability` installs it)")
+        pytest.fail("schemathesis is not installed: it is in requirements/dev.lock")
     return [found]
 
 
