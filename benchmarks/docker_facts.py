@@ -95,8 +95,8 @@ def parse_mem_usage(text: str) -> float:
     return float(match.group(1)) * _MIB[match.group(2).lower()]
 
 
-def container_publishing(port: int) -> dict[str, str] | None:
-    """Return id, name and image of the running container that publishes host ``port``."""
+def container_publishing(port: int) -> dict[str, Any] | None:
+    """Return id, name, image and main process id of the container publishing host ``port``."""
     out = _run(
         "docker", "ps", "--filter", f"publish={port}", "--format", "{{.ID}}\t{{.Names}}\t{{.Image}}"
     )
@@ -104,7 +104,8 @@ def container_publishing(port: int) -> dict[str, str] | None:
     if out.returncode != 0 or len(lines) != 1 or len(lines[0]) != 3:
         return None
     cid, name, image = lines[0]
-    return {"id": cid, "name": name, "image": image}
+    pid = _run("docker", "inspect", "--format", "{{.State.Pid}}", cid).stdout.strip()
+    return {"id": cid, "name": name, "image": image, "pid": int(pid) if pid.isdigit() else 0}
 
 
 def container_memory_mib(container: str) -> float | None:

@@ -170,7 +170,8 @@ def format_report(results: Mapping[str, Any]) -> str:
         f"{_fmt(results['host']['load_avg_start'][0], '.2f')} at start, "
         f"{_fmt(results['host']['load_avg_end'][0], '.2f')} at end (1 min)",
         "",
-        f"{'scenario':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'load1':>6}",
+        f"{'scenario':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
+        f"{'CPU ms/req':>10} {'load1':>6}",
     ]
     for item in results["scenarios"]:
         result = item.get("result")
@@ -178,11 +179,16 @@ def format_report(results: Mapping[str, Any]) -> str:
             lines.append(
                 f"{item['label']:34} {result['requests_per_s']:8.1f} {result['p50_ms']:8.2f} "
                 f"{result['p99_ms']:8.2f} {result['errors']:7d} "
+                f"{_fmt(item.get('server_cpu_ms_per_request'), '.3f'):>10} "
                 f"{_fmt(item['load_avg_1m'], '.2f'):>6}"
             )
         else:
             lines.append(f"{item['label']:34} not measured: {item.get('error') or 'skipped'}")
     r = results["ratios"]
+    lines.append(
+        "(CPU ms/req: user+system CPU time of the server's processes per answered request, "
+        "from /proc; less sensitive to the machine's load than wall-clock figures)"
+    )
     lines += [
         "",
         "ratios of requests/s: predict v1 / health "
@@ -196,7 +202,8 @@ def format_report(results: Mapping[str, Any]) -> str:
             f"1,000-record batch, one request at a time ({batch.get('requests')} requests): "
             f"server {_fmt(batch.get('server_mean_ms'), '.1f', ' ms')} mean "
             f"[{batch.get('server_source', 'n/a')}], client "
-            f"{_fmt(batch.get('client_median_ms'), '.1f', ' ms')} median; under the wrk load "
+            f"{_fmt(batch.get('client_median_ms'), '.1f', ' ms')} median, server CPU "
+            f"{_fmt(batch.get('server_cpu_ms'), '.1f', ' ms')} per batch; under the wrk load "
             f"server {_fmt(batch.get('under_load_server_mean_ms'), '.1f', ' ms')} mean"
         )
     check = results.get("same_model_check")

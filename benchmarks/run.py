@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks import docker_facts, mlflow_serve, payloads, report
+from benchmarks import docker_facts, mlflow_serve, payloads, procstat, report
 from benchmarks.wrk import WrkError, run_wrk
 
 __all__ = ["Scenario", "main"]
 
-SEQUENTIAL_BATCHES = 20
+SEQUENTIAL_BATCHES = 30
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stack-note", default="", help="how the stack was found or started")
     parser.add_argument("--started-stack", action="store_true", help="nox started the stack")
     parser.add_argument("--up-seconds", type=float, default=None, help="what `nox -s up` said")
+    parser.add_argument(
+        "--server-pid", type=int, default=None, help="API process outside Docker (for its CPU)"
+    )
     args = parser.parse_args(argv)
     if args.duration < 1 or args.threads < 1 or args.connections < args.threads:
         parser.error("--duration must be >= 1, --threads >= 1, --connections >= --threads")
@@ -173,11 +176,55 @@ def _scenarios(records: list[dict[str, object]]) -> list[Scenario]:
     ]
 
 
+@dataclass
+class ServerProbe:
+    """How to read a server's CPU time and, for our API, its own request count."""
+
+    pids: Callable[[], list[int]]
+    metrics_url: str | None = None  # the API's base URL: /metrics counts requests exactly
+
+    def cpu(self) -> float | None:
+        """Return the CPU seconds the server's processes have used so far (None: unreadable)."""
+        pids = self.pids()
+        return procstat.cpu_seconds(pids) if pids else None
+
+    def count(self, endpoint: str) -> int | None:
+        """Return the requests the API has answered on ``endpoint`` (route pattern) so far."""
+        if self.metrics_url is None:
+            return None
+        found = report.latency_sum_count(_metrics(self.metrics_url), endpoint)
+        return round(found[1]) if found else None
+
+    def settle(self, endpoint: str, limit_s: float = 20.0) -> None:
+        """Wait until requests queued by a load are answered (the count stops moving)."""
+        started, last = time.monotonic(), self.count(endpoint)
+        while time.monotonic() - started < limit_s:
+            time.sleep(0.5)
+            now = self.count(endpoint)
+            if now == last:
+                return
+            last = now
+
+
+def _route(path: str) -> str:
+    return path.split("?", 1)[0]
+
+
 def _load(
-    scenario: Scenario, base_url: str, work: Path, args: argparse.Namespace
+    scenario: Scenario,
+    base_url: str,
+    work: Path,
+    args: argparse.Namespace,
+    probe: ServerProbe | None = None,
 ) -> dict[str, Any]:
-    """Check one request answers 200, then run the wrk load; return the scenario's entry."""
+    """Check one request answers 200, then run the wrk load; return the scenario's entry.
+
+    With a probe, the entry also holds the server's CPU time per request: the CPU its
+    processes used from before the check request until the load's queued requests were
+    answered, over the requests the API counted (or, for another server, wrk's count + 1).
+    """
     url = base_url + scenario.path
+    route = _route(scenario.path)
     entry: dict[str, Any] = {
         "name": scenario.name,
         "label": scenario.label,
@@ -189,7 +236,10 @@ def _load(
         "load_avg_1m": None,
         "result": None,
         "error": None,
+        "server_cpu_ms_per_request": None,
     }
+    cpu_before = probe.cpu() if probe else None
+    count_before = probe.count(route) if probe else None
     status, answer, _ = _request(url, scenario.body)
     if status != 200:
         entry["error"] = f"a single request answered {status or 'nothing'}: {answer[:200]!r}"
@@ -215,9 +265,28 @@ def _load(
         _log(f"{scenario.label}: {exc}")
         return entry
     entry["result"] = result.as_dict()
+    if probe is not None:
+        if count_before is not None:
+            probe.settle(route)
+        else:
+            time.sleep(1.0)
+        cpu_after = probe.cpu()
+        count_after = probe.count(route)
+        answered = (
+            count_after - count_before
+            if count_after is not None and count_before is not None
+            else result.requests + 1
+        )
+        if cpu_before is not None and cpu_after is not None and answered > 0:
+            entry["server_cpu_ms_per_request"] = round((cpu_after - cpu_before) / answered * 1e3, 3)
+    cpu_text = (
+        f", server CPU {entry['server_cpu_ms_per_request']:.2f} ms/request"
+        if entry["server_cpu_ms_per_request"] is not None
+        else ""
+    )
     _log(
         f"{scenario.label}: {result.requests_per_s:.1f} req/s, p50 {result.p50_ms:.2f} ms, "
-        f"p99 {result.p99_ms:.2f} ms, errors {result.errors}"
+        f"p99 {result.p99_ms:.2f} ms, errors {result.errors}{cpu_text}"
     )
     return entry
 
@@ -236,10 +305,15 @@ def _server_delta(before: str, after: str, endpoint: str) -> tuple[float, int] |
     return b[0] - a[0], round(b[1] - a[1])
 
 
-def _sequential_batches(api_url: str, body: bytes, count: int) -> dict[str, Any]:
+def _sequential_batches(
+    api_url: str, body: bytes, count: int, probe: ServerProbe | None
+) -> dict[str, Any]:
     """Send ``count`` 1,000-record batches one at a time on one keep-alive connection."""
     parts = urlsplit(api_url)
+    if probe is not None:
+        probe.settle("/predict/batch")
     before = _metrics(api_url)
+    cpu_before = probe.cpu() if probe else None
     client_s: list[float] = []
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=30)
     try:
@@ -255,6 +329,7 @@ def _sequential_batches(api_url: str, body: bytes, count: int) -> dict[str, Any]
                 return {"error": f"a batch answered {answer.status}"}
     finally:
         conn.close()
+    cpu_after = probe.cpu() if probe else None
     after = _metrics(api_url)
     entry: dict[str, Any] = {
         "requests": count,
@@ -262,6 +337,7 @@ def _sequential_batches(api_url: str, body: bytes, count: int) -> dict[str, Any]
         "client_min_ms": round(min(client_s) * 1000, 2),
         "server_mean_ms": None,
         "server_source": "client-side only (no latency metric)",
+        "server_cpu_ms": None,
     }
     delta = _server_delta(before, after, "/predict/batch")
     if delta is not None and delta[1] > 0:
@@ -269,6 +345,8 @@ def _sequential_batches(api_url: str, body: bytes, count: int) -> dict[str, Any]
         entry["server_source"] = "API metric churn_api_request_latency_seconds, sum/count delta"
         if delta[1] != count:
             entry["server_source"] += f" (saw {delta[1]} requests, {count} were ours)"
+    if cpu_before is not None and cpu_after is not None:
+        entry["server_cpu_ms"] = round((cpu_after - cpu_before) / count * 1000, 2)
     return entry
 
 
@@ -297,7 +375,8 @@ def _mlflow_scenario(
             with _Sampler(
                 lambda: mlflow_serve.group_rss_mib(server.process.pid), 1.0, args.duration / 3
             ) as rss:
-                entry = _load(scenario, server.url, work, args)
+                group = ServerProbe(lambda: procstat.group_pids(server.process.pid))
+                entry = _load(scenario, server.url, work, args, group)
             facts["rss_under_load_mib"] = rss.peak
     except mlflow_serve.MlflowServeError as exc:
         facts["error"] = str(exc)
@@ -459,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     records, source = payloads.load_records(args.root, 1000)
     results["records_source"] = source
     container = docker_facts.container_publishing(urlsplit(args.api_url).port or 80)
+    server_pid = args.server_pid or (container or {}).get("pid")
+    probe = ServerProbe(lambda: [server_pid] if server_pid else [], args.api_url)
     memory: dict[str, Any] = {"api_container": container["name"] if container else None}
     if container:
         memory["api_at_rest"] = docker_facts.container_memory_mib(container["id"])
@@ -475,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
             sampled = scenario.name in ("predict_v2", "batch_1000") and container is not None
             before = _metrics(args.api_url) if scenario.name == "batch_1000" else ""
             with _Sampler(sample if sampled else lambda: None, 2.0, args.duration / 3) as mem:
-                entries.append(_load(scenario, args.api_url, work, args))
+                entries.append(_load(scenario, args.api_url, work, args, probe))
             if sampled:
                 memory[f"api_under_load_{scenario.name}"] = mem.peak
             if scenario.name == "batch_1000":
@@ -486,7 +567,9 @@ def main(argv: list[str] | None = None) -> int:
         memory["api_under_load"] = max((p for p in peaks if p is not None), default=None)
         _log(f"{SEQUENTIAL_BATCHES} batches of 1,000 records, one at a time ...")
         batch.update(
-            _sequential_batches(args.api_url, all_scenarios[4].body or b"", SEQUENTIAL_BATCHES)
+            _sequential_batches(
+                args.api_url, all_scenarios[4].body or b"", SEQUENTIAL_BATCHES, probe
+            )
         )
         results["batch_1000_server_ms"] = batch
         check = None
