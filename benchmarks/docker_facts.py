@@ -164,6 +164,23 @@ def count_cached_steps(build_log: str) -> tuple[int, int]:
     return len(cached & steps), len(steps)
 
 
+def built_image_ids(build_log: str) -> list[str]:
+    """Return the ids of the images a classic-builder log says its build created, in order.
+
+    A multi-stage build leaves each earlier stage's last image behind, untagged; these ids
+    let the caller remove what its own build made (`remove_build`). Steps that reused the
+    cache and ``FROM`` steps name images made by others: they are left out.
+    """
+    created = []
+    for block in re.split(r"^Step \d+/\d+ : ", build_log, flags=re.M)[1:]:
+        if block.startswith("FROM ") or "\n ---> Using cache\n" in f"\n{block}":
+            continue
+        ids = re.findall(r"^ ---> ([0-9a-f]{12})$", block, re.M)
+        if ids:
+            created.append(ids[-1])
+    return created
+
+
 def build_context_copy(root: Path, dest: Path) -> None:
     """Copy what the images need from the build context at ``root`` into ``dest``."""
     for rel in CONTEXT_PATHS:
@@ -215,15 +232,22 @@ def time_build(
         "cached_steps": cached,
         "steps": steps,
         "ok": out.returncode == 0,
+        "_image_ids": built_image_ids(log),
     }
     if out.returncode != 0:
         result["error"] = " ".join(log.split())[-400:]
     return result
 
 
-def remove_image(tag: str) -> None:
-    """Remove a tag this module built (the layers other images share stay)."""
+def remove_build(tag: str, image_ids: list[str]) -> None:
+    """Remove a tag this module built, then the untagged stage images its build left.
+
+    Without --force: Docker refuses to remove an image that is tagged or that another image
+    (any cached layer another build uses) depends on, so only leftovers of this build go.
+    """
     _run("docker", "image", "rm", tag)
+    for image_id in reversed(image_ids):
+        _run("docker", "image", "rm", image_id)
 
 
 def compose_command() -> list[str] | None:

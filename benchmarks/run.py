@@ -453,7 +453,7 @@ def _builds(args: argparse.Namespace) -> dict[str, Any]:
             _log(f"warm build of {image} (a changed file in src/, fresh labels) ...")
             build_args = {"BASE_IMAGE": base, **docker_facts.build_args(version, revision)}
             timing = docker_facts.time_build(context, image, tag, build_args)
-            docker_facts.remove_image(tag)
+            docker_facts.remove_build(tag, timing.pop("_image_ids"))
             result["warm"].append(timing)
         if args.cold_build:
             result["cold"] = []
@@ -462,7 +462,7 @@ def _builds(args: argparse.Namespace) -> dict[str, Any]:
                 _log(f"cold build of {image} (--no-cache: installs every dependency) ...")
                 build_args = {"BASE_IMAGE": base, **docker_facts.build_args(version, revision)}
                 timing = docker_facts.time_build(context, image, tag, build_args, no_cache=True)
-                docker_facts.remove_image(tag)
+                docker_facts.remove_build(tag, timing.pop("_image_ids"))
                 result["cold"].append(timing)
     if result["cold"] is None:
         previous = _previous_cold(args.out / "bench.json")

@@ -59,6 +59,16 @@ def test_cached_steps_are_counted_in_both_builders_logs() -> None:
     assert docker_facts.count_cached_steps("") == (0, 0)
 
 
+def test_the_images_a_classic_build_made_are_listed_in_order() -> None:
+    # FROM (the base) and the two cached steps named images others made: only step 5's is ours.
+    assert docker_facts.built_image_ids(CLASSIC_LOG) == ["3b2c3d4e5f60"]
+    ran = "Step 1/2 : FROM base\n ---> 784dd8b5793a\nStep 2/2 : RUN true\n"
+    ran += " ---> Running in 0123456789ab\nRemoving intermediate container 0123456789ab\n"
+    ran += " ---> 4b2c3d4e5f60\nSuccessfully built 4b2c3d4e5f60\n"
+    assert docker_facts.built_image_ids(ran) == ["4b2c3d4e5f60"]
+    assert docker_facts.built_image_ids(" ---> Running in 0123456789ab\n") == []
+
+
 def test_the_build_context_copy_holds_what_the_images_copy_and_nothing_else(
     tmp_path: Path,
 ) -> None:
