@@ -16,10 +16,11 @@ import subprocess
 import sys
 import time
 import tomllib
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 
 import nox
+from nox.command import CommandFailed
 
 ROOT = Path(__file__).resolve().parent
 COMPOSE_FILE = ROOT / "docker" / "docker-compose.yml"
@@ -60,6 +61,20 @@ def _run_quiet(*cmd: str, timeout: float | None = None) -> subprocess.CompletedP
 def _require_tool(session: nox.Session, tool: str, hint: str) -> None:
     if shutil.which(tool) is None:
         session.error(f"'{tool}' is not installed: {hint}")
+
+
+def _apt_install(session: nox.Session, *packages: str) -> bool:
+    """Install Debian packages with apt-get when running as root; False where it cannot."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return False
+    session.log(f"Installing {' '.join(packages)} (Debian packages) with apt-get ...")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run(
+        "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages,
+        external=True, env=env,
+    )  # fmt: skip
+    return True
 
 
 def _require_docker(session: nox.Session) -> None:
@@ -159,16 +174,11 @@ def _base_image(session: nox.Session) -> str:
         f"{STANDIN_BASE_IMAGE} from Debian packages instead (debootstrap + docker import, "
         "about a minute, once per host)."
     )
-    if shutil.which("debootstrap") is None:
-        if os.geteuid() == 0 and shutil.which("apt-get"):
-            session.log("Installing debootstrap with apt-get ...")
-            session.run("apt-get", "update", "-qq", external=True)
-            session.run("apt-get", "install", "-y", "-qq", "debootstrap", external=True)
-        else:
-            session.error(
-                "debootstrap is needed to build the stand-in base: `sudo apt-get install "
-                "debootstrap`, or set BASE_IMAGE to an image with Python 3.11+ you have."
-            )
+    if shutil.which("debootstrap") is None and not _apt_install(session, "debootstrap"):
+        session.error(
+            "debootstrap is needed to build the stand-in base: `sudo apt-get install "
+            "debootstrap`, or set BASE_IMAGE to an image with Python 3.11+ you have."
+        )
     if os.geteuid() != 0:
         session.error(
             "Building the stand-in base needs root (debootstrap): run as root or set BASE_IMAGE."
@@ -875,15 +885,9 @@ def publish(session: nox.Session) -> None:
 def publish_test(session: nox.Session) -> None:
     """Publish to a throwaway registry on 127.0.0.1, run the stack from it, smoke-test it."""
     _require_docker(session)
-    if not (shutil.which("docker-registry") or shutil.which("registry")):
-        if os.geteuid() == 0 and shutil.which("apt-get"):
-            session.log("Installing Debian's docker-registry (a real registry, for the test) ...")
-            session.run("apt-get", "update", "-qq", external=True)
-            session.run("apt-get", "install", "-y", "-qq", "docker-registry", external=True)
-        else:
-            session.error(
-                "The test needs a registry binary: `sudo apt-get install docker-registry`"
-            )
+    has_registry = shutil.which("docker-registry") or shutil.which("registry")
+    if not has_registry and not _apt_install(session, "docker-registry"):
+        session.error("The test needs a registry binary: `sudo apt-get install docker-registry`")
     _install_dev(session)
     args = session.posargs or ["tests/publish"]
     # The test runs `nox -s publish` with the Python that runs this nox.
@@ -903,14 +907,7 @@ def _ensure_chromium(session: nox.Session) -> None:
     """Chromium and chromedriver from Debian packages; installed with apt-get when root."""
     if shutil.which("chromium") and shutil.which("chromedriver"):
         return
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        session.log("Installing Chromium and chromedriver (Debian packages) with apt-get ...")
-        env = {"DEBIAN_FRONTEND": "noninteractive"}
-        session.run("apt-get", "update", "-qq", external=True, env=env)
-        session.run(
-            "apt-get", "install", "-y", "-qq", "--no-install-recommends", *CHROMIUM_PACKAGES,
-            external=True, env=env,
-        )  # fmt: skip
+    if _apt_install(session, *CHROMIUM_PACKAGES):
         return
     session.error(
         "Chromium and chromedriver are needed: `sudo apt-get install -y chromium "
@@ -960,14 +957,7 @@ def _bench_ensure_wrk(session: nox.Session) -> None:
     """Install wrk from Debian packages when root and missing; else say how to."""
     if shutil.which("wrk"):
         return
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        session.log("Installing wrk (Debian package) with apt-get ...")
-        env = {"DEBIAN_FRONTEND": "noninteractive"}
-        session.run("apt-get", "update", "-qq", external=True, env=env)
-        session.run(
-            "apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk",
-            external=True, env=env,
-        )  # fmt: skip
+    if _apt_install(session, "wrk"):
         return
     session.error("The load generator wrk is needed: `sudo apt-get install wrk`, then run again.")
 
@@ -1042,15 +1032,8 @@ def _reliability_wrk(session: nox.Session) -> None:
     """Install wrk from Debian packages when root and missing; else the soak uses Python."""
     if shutil.which("wrk"):
         return
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        session.log("Installing wrk (Debian package) with apt-get ...")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"],
-        ):
-            if subprocess.run(cmd, env=env, check=False, timeout=600).returncode != 0:
-                break
+    with suppress(CommandFailed):  # the soak falls back to its Python client
+        _apt_install(session, "wrk")
     if not shutil.which("wrk"):
         session.log("wrk is not installed: the soak uses its Python client (`apt-get install wrk`)")
 
