@@ -245,6 +245,11 @@ def format_report(results: Mapping[str, Any]) -> str:
                 f"up to ready ({up.get('source', '')}): API /ready 200 after "
                 f"{_fmt(up.get('api_ready_s'), '.1f', ' s')}, both services healthy after "
                 f"{_fmt(up.get('healthy_s'), '.1f', ' s')}"
+                + (
+                    f"; `nox -s up` for this run: healthy in {up['nox_up_healthy_s']:.1f} s"
+                    if up.get("nox_up_healthy_s") is not None
+                    else ""
+                )
             )
         else:
             lines.append(f"up to ready: not measured ({up.get('error', 'skipped')})")
