@@ -319,8 +319,8 @@ def _urls() -> dict[str, str]:
 def lint(session: nox.Session) -> None:
     """Lint Python (ruff), Dockerfiles (hadolint) and YAML (yamllint)."""
     _install_dev(session)
-    session.run("ruff", "check", "src", "tests", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
     session.run("yamllint", "-c", ".yamllint.yml", ".")
     dockerfiles = [str(p) for p in sorted((ROOT / "docker").glob("Dockerfile.*"))]
     session.run("hadolint", "--config", ".hadolint.yaml", *dockerfiles)
