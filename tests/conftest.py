@@ -31,6 +31,7 @@ from churn.schema import (
     CSV_COLUMNS,
     FEATURE_COLUMNS,
     ID_COLUMN,
+    INTERNET_ADDONS,
     NUMERIC_FEATURES,
     TARGET_CLASSES,
     TARGET_COLUMN,
@@ -66,14 +67,7 @@ def random_records(
     ``null_total_rate`` sets extra TotalCharges to None; ``unseen_rate`` replaces that share of
     categorical values with a spelling no encoder has seen.
     """
-    internet_addons = (
-        "OnlineSecurity",
-        "OnlineBackup",
-        "DeviceProtection",
-        "TechSupport",
-        "StreamingTV",
-        "StreamingMovies",
-    )
+    internet_addons = INTERNET_ADDONS
     # Draw every column at once (a per-value rng.choice is ~100x slower).
     drawn = {c: rng.integers(0, len(CATEGORICAL[c]), n).tolist() for c in CATEGORICAL_FEATURES}
     yes_no = rng.integers(0, 2, (n, len(internet_addons) + 1)).tolist()

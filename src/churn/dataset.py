@@ -22,6 +22,7 @@ from churn.schema import (
     CATEGORICAL,
     CSV_COLUMNS,
     ID_COLUMN,
+    INTERNET_ADDONS,
     NUMERIC,
     TARGET_CLASSES,
     TARGET_COLUMN,
@@ -31,15 +32,6 @@ from churn.schema import (
 BLANK_TOTAL_CHARGES = " "
 #: Most offending values quoted per column in a schema error.
 _MAX_QUOTED = 8
-
-_ADDONS = (
-    "OnlineSecurity",
-    "OnlineBackup",
-    "DeviceProtection",
-    "TechSupport",
-    "StreamingTV",
-    "StreamingMovies",
-)
 
 
 class DataSchemaError(ValueError):
@@ -167,7 +159,7 @@ def generate(n_rows: int = 7043, seed: int = 42) -> pd.DataFrame:
     )
 
     # Monthly charges: the sum of the services' prices plus a little noise, 0.05 steps.
-    yes = {c: (addons[c] == "Yes").astype(float) for c in _ADDONS}
+    yes = {c: (addons[c] == "Yes").astype(float) for c in INTERNET_ADDONS}
     charges = (
         np.where(phone == "Yes", 20.0, 0.0)
         + np.where(multi == "Yes", 5.0, 0.0)

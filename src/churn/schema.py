@@ -90,4 +90,8 @@ FEATURE_COLUMNS: tuple[str, ...] = tuple(
     c for c in CSV_COLUMNS if c not in (ID_COLUMN, TARGET_COLUMN)
 )
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(c for c in FEATURE_COLUMNS if c in CATEGORICAL)
+#: The internet add-ons: "No internet service" whenever InternetService is "No".
+INTERNET_ADDONS: tuple[str, ...] = tuple(
+    c for c in CATEGORICAL_FEATURES if CATEGORICAL[c] == _INTERNET_ADDON
+)
 NUMERIC_FEATURES: tuple[str, ...] = tuple(c for c in FEATURE_COLUMNS if c in NUMERIC)

@@ -20,6 +20,8 @@ from typing import Any
 
 import requests
 
+from churn.api.openapi import EXAMPLE_CUSTOMER
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker" / "docker-compose.yml"
 AUTH_OVERRIDE = ROOT / "docker" / "docker-compose.auth.yml"
@@ -241,28 +243,7 @@ class Stack:
 
 def customer(**changes: object) -> dict[str, object]:
     """A valid customer: the first row of the public Telco file, with ``changes`` applied."""
-    record: dict[str, object] = {
-        "customerID": "7590-VHVEG",
-        "gender": "Female",
-        "SeniorCitizen": 0,
-        "Partner": "Yes",
-        "Dependents": "No",
-        "tenure": 1,
-        "PhoneService": "No",
-        "MultipleLines": "No phone service",
-        "InternetService": "DSL",
-        "OnlineSecurity": "No",
-        "OnlineBackup": "Yes",
-        "DeviceProtection": "No",
-        "TechSupport": "No",
-        "StreamingTV": "No",
-        "StreamingMovies": "No",
-        "Contract": "Month-to-month",
-        "PaperlessBilling": "Yes",
-        "PaymentMethod": "Electronic check",
-        "MonthlyCharges": 29.85,
-        "TotalCharges": 29.85,
-    }
+    record: dict[str, object] = {"customerID": "7590-VHVEG", **EXAMPLE_CUSTOMER}
     record.update(changes)
     return record
 

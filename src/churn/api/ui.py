@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, render_template
 
 from churn.api.openapi import EXAMPLE_CUSTOMER
 from churn.api.state import get_state
-from churn.schema import CATEGORICAL, FEATURE_COLUMNS, NUMERIC
+from churn.schema import CATEGORICAL, FEATURE_COLUMNS, INTERNET_ADDONS, NUMERIC
 
 __all__ = ["bp", "form_sections"]
 
@@ -30,18 +30,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("Phone", ("PhoneService", "MultipleLines")),
-    (
-        "Internet",
-        (
-            "InternetService",
-            "OnlineSecurity",
-            "OnlineBackup",
-            "DeviceProtection",
-            "TechSupport",
-            "StreamingTV",
-            "StreamingMovies",
-        ),
-    ),
+    ("Internet", ("InternetService", *INTERNET_ADDONS)),
 )
 #: Short explanations shown under some fields.
 HINTS: dict[str, str] = {
