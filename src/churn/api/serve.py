@@ -24,7 +24,7 @@ from waitress.task import ErrorTask
 
 from churn.api.app import create_app
 from churn.api.errors import HTTP_CODES
-from churn.api.request_log import attach_handlers
+from churn.api.request_log import QueueDepthSampler, attach_handlers
 from churn.api.state import get_state
 from churn.config import ApiSettings, SettingsError, load_api_settings
 
@@ -37,6 +37,8 @@ GRACE_SECONDS = 8.0
 #: Headroom over the app's body limit: bodies up to this size reach the app, which answers
 #: 413 itself; Waitress refuses anything larger before buffering it (also as a JSON 413).
 BODY_HEADROOM = 64 * 1024
+#: Waitress warns whenever a request waits for a worker thread; one such line per interval.
+QUEUE_WARNING_INTERVAL = 60.0
 
 
 def waitress_options(settings: ApiSettings) -> dict[str, object]:
@@ -134,6 +136,10 @@ def serve(app: Flask, settings: ApiSettings, stop: threading.Event | None = None
     stop = stop or threading.Event()
     churn_handlers = [h for h in logging.getLogger("churn").handlers]
     attach_handlers(logging.getLogger("waitress"), churn_handlers, settings.log_level)
+    queue_log = logging.getLogger("waitress.queue")
+    for old in [f for f in queue_log.filters if isinstance(f, QueueDepthSampler)]:
+        queue_log.removeFilter(old)
+    queue_log.addFilter(QueueDepthSampler(QUEUE_WARNING_INTERVAL))
 
     server = create_server(app, **waitress_options(settings))
     server.channel_class = JsonErrorChannel  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from churn.api.openapi import EXAMPLE_CUSTOMER
+from churn.api.request_log import flush_logs
 from churn.api.state import get_state
 
 
@@ -36,6 +37,7 @@ def test_insane_request_ids_are_replaced(client: FlaskClient, bad: str) -> None:
 
 
 def _log_lines(log_dir: Path) -> list[dict]:
+    flush_logs()  # INFO lines are written in batches
     return [json.loads(line) for line in (log_dir / "api.log").read_text().splitlines()]
 
 
