@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
 from flask import Flask, Response, current_app, g, request
 
 from churn.api import docs, health, metrics, models, predict, ui
@@ -174,46 +175,55 @@ def _run_params(settings: ApiSettings, served: ServingModels | None) -> dict[str
 
 
 def _start_request() -> None:
-    g.started = time.perf_counter()
-    g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
-    g.model = None
-    g.batch_size = None
-    g.probabilities = None
+    state = g._get_current_object()  # the object behind the proxy, once per hook
+    state.started = time.perf_counter()
+    state.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    state.model = None
+    state.batch_size = None
+    state.probabilities = None
 
 
 def _finish_request(response: Response) -> Response:
-    state = get_state(current_app)
-    started = g.get("started") or time.perf_counter()
+    # The objects behind Flask's proxies, looked up once: every attribute read through a
+    # proxy costs a context lookup, and this hook runs for every request.
+    app_state = get_state(current_app._get_current_object())  # type: ignore[attr-defined]
+    ctx = g._get_current_object()
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    started = getattr(ctx, "started", None) or time.perf_counter()
     seconds = time.perf_counter() - started
-    request_id = g.get("request_id") or request_id_from(None)
+    request_id = getattr(ctx, "request_id", None) or request_id_from(None)
     status = response.status_code
-    response.headers[REQUEST_ID_HEADER] = request_id
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers = response.headers
+    headers[REQUEST_ID_HEADER] = request_id
+    headers.setdefault("X-Content-Type-Options", "nosniff")
     if response.mimetype == "text/html":
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        response.headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.setdefault("Referrer-Policy", "same-origin")
 
-    endpoint = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-    method = request.method if request.method in _METHODS else "OTHER"
-    state.metrics.observe_request(endpoint, method, status, seconds)
-    model = g.get("model")
-    probabilities = g.get("probabilities")
+    rule = req.url_rule
+    endpoint = rule.rule if rule is not None else "<unmatched>"
+    method = req.method
+    app_state.metrics.observe_request(
+        endpoint, method if method in _METHODS else "OTHER", status, seconds
+    )
+    model = getattr(ctx, "model", None)
+    probabilities = getattr(ctx, "probabilities", None)
     if status == 200 and probabilities is not None and model is not None:
-        churned = int((probabilities >= state.settings.threshold).sum())
-        state.metrics.observe_predictions(model, churned, len(probabilities))
-        if state.stats is not None:
-            state.stats.record_prediction(model, probabilities, churned, seconds)
-    elif state.stats is not None and endpoint in _PREDICT_ENDPOINTS and 400 <= status < 500:
-        state.stats.record_rejection()
+        churned = int(np.count_nonzero(probabilities >= app_state.settings.threshold))
+        app_state.metrics.observe_predictions(model, churned, len(probabilities))
+        if app_state.stats is not None:
+            app_state.stats.record_prediction(model, probabilities, churned, seconds)
+    elif app_state.stats is not None and endpoint in _PREDICT_ENDPOINTS and 400 <= status < 500:
+        app_state.stats.record_rejection()
 
     fields: dict[str, Any] = {
         "request_id": request_id,
-        "method": request.method[:16],
-        "path": request.path[:200],
+        "method": method[:16],
+        "path": req.path[:200],
         "status": status,
         "latency_ms": round(seconds * 1000, 3),
         "model": model[:40] if isinstance(model, str) else None,
-        "batch_size": g.get("batch_size"),
+        "batch_size": getattr(ctx, "batch_size", None),
     }
     log.log(logging.ERROR if status >= 500 else logging.INFO, "request", extra=fields)
     return response

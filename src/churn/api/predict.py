@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Request, Response, current_app, g, jsonify, request
+from flask.ctx import _AppCtxGlobals
 
 from churn.api.errors import ApiError
 from churn.api.state import ApiState, get_state
@@ -17,10 +18,19 @@ __all__ = ["bp"]
 bp = Blueprint("predict", __name__)
 
 
-def _model_version(state: ApiState) -> str:
+def _context() -> tuple[ApiState, Request, _AppCtxGlobals]:
+    """Return the app's state, the request and ``g`` (the objects behind Flask's proxies)."""
+    return (
+        get_state(current_app._get_current_object()),  # type: ignore[attr-defined]
+        request._get_current_object(),  # type: ignore[attr-defined]
+        g._get_current_object(),
+    )
+
+
+def _model_version(state: ApiState, req: Request, ctx: _AppCtxGlobals) -> str:
     """Return the requested model version, or raise 404 when it is not served."""
-    version = request.args.get("model", state.settings.default_model)
-    g.model = version
+    version = req.args.get("model", state.settings.default_model)
+    ctx.model = version
     available = state.settings.model_versions
     if version not in available:
         listing = ", ".join(available)
@@ -34,7 +44,9 @@ def _model_version(state: ApiState) -> str:
     return version
 
 
-def _score(state: ApiState, version: str, records: list[dict[str, object]]) -> np.ndarray:
+def _score(
+    state: ApiState, ctx: _AppCtxGlobals, version: str, records: list[dict[str, object]]
+) -> np.ndarray:
     """Return the churn probabilities of validated records, or raise 503 without models."""
     if state.models is None:
         raise ApiError(
@@ -43,27 +55,27 @@ def _score(state: ApiState, version: str, records: list[dict[str, object]]) -> n
             "the models are not loaded; see /ready for the reason",
         )
     probabilities = state.models.predict_proba(version, records)
-    g.probabilities = probabilities
+    ctx.probabilities = probabilities
     return probabilities
 
 
 @bp.post("/predict")
 def predict_one() -> Response:
     """Score one customer object."""
-    state = get_state(current_app)
-    version = _model_version(state)
-    body = read_json_body(request, state.settings.max_body_bytes)
-    g.batch_size = 1
+    state, req, ctx = _context()
+    version = _model_version(state, req, ctx)
+    body = read_json_body(req, state.settings.max_body_bytes)
+    ctx.batch_size = 1
     record, customer_id, problems = state.validator.validate(body)
     if problems:
         message, details = summarize(problems, "the customer")
         raise ApiError(422, "validation_error", message, details)
-    probability = float(_score(state, version, [record])[0])  # type: ignore[list-item]
+    probability = float(_score(state, ctx, version, [record])[0])  # type: ignore[list-item]
     answer: dict[str, Any] = {
         "model": version,
         "churn": probability >= state.settings.threshold,
         "churn_probability": probability,
-        "request_id": g.request_id,
+        "request_id": ctx.request_id,
     }
     if customer_id is not None:
         answer[ID_COLUMN] = customer_id
@@ -73,11 +85,11 @@ def predict_one() -> Response:
 @bp.post("/predict/batch")
 def predict_batch() -> Response:
     """Score ``{"instances": [customer, ...]}``, answering in input order."""
-    state = get_state(current_app)
-    version = _model_version(state)
-    body = read_json_body(request, state.settings.max_body_bytes)
+    state, req, ctx = _context()
+    version = _model_version(state, req, ctx)
+    body = read_json_body(req, state.settings.max_body_bytes)
     instances = _instances(body, state.settings.max_batch)
-    g.batch_size = len(instances)
+    ctx.batch_size = len(instances)
     records: list[dict[str, object]] = []
     ids: list[str | None] = []
     problems: list[dict[str, str]] = []
@@ -92,7 +104,7 @@ def predict_batch() -> Response:
     if problems:
         message, details = summarize(problems, f"the batch of {len(instances)} instances")
         raise ApiError(422, "validation_error", message, details)
-    probabilities = _score(state, version, records)
+    probabilities = _score(state, ctx, version, records)
     threshold = state.settings.threshold
     predictions: list[dict[str, Any]] = []
     for probability, customer_id in zip(probabilities.tolist(), ids, strict=True):
@@ -100,7 +112,7 @@ def predict_batch() -> Response:
         if customer_id is not None:
             item[ID_COLUMN] = customer_id
         predictions.append(item)
-    return jsonify({"model": version, "predictions": predictions, "request_id": g.request_id})
+    return jsonify({"model": version, "predictions": predictions, "request_id": ctx.request_id})
 
 
 def _instances(body: object, max_batch: int) -> list[object]:

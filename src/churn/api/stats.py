@@ -132,7 +132,7 @@ class MlflowStats:
         self, model: str, probabilities: np.ndarray, churned: int, latency_s: float
     ) -> None:
         """Count one answered prediction request (cheap; called on the request path)."""
-        total = float(probabilities.sum()) if len(probabilities) else 0.0
+        total = float(np.add.reduce(probabilities)) if len(probabilities) else 0.0
         with self._lock:
             tally = self._interval.tallies.get(model)
             if tally is None:
