@@ -178,7 +178,7 @@ def format_report(results: Mapping[str, Any]) -> str:
         if result:
             lines.append(
                 f"{item['label']:34} {result['requests_per_s']:8.1f} {result['p50_ms']:8.2f} "
-                f"{result['p99_ms']:8.2f} {result['errors']:7d} "
+                f"{result['p99_ms']:8.2f} {item.get('errors_all_runs', result['errors']):7d} "
                 f"{_fmt(item.get('server_cpu_ms_per_request'), '.3f'):>10} "
                 f"{_fmt(item['load_avg_1m'], '.2f'):>6}"
             )
@@ -189,6 +189,16 @@ def format_report(results: Mapping[str, Any]) -> str:
         "(CPU ms/req: user+system CPU time of the server's processes per answered request, "
         "from /proc; less sensitive to the machine's load than wall-clock figures)"
     )
+    repeated = [item for item in results["scenarios"] if len(item.get("runs") or []) > 1]
+    if repeated:
+        lines.append(
+            "(repeated scenarios show their median run by p99; p99 of each run: "
+            + "; ".join(
+                f"{item['label']} " + " / ".join(f"{run['p99_ms']:.1f}" for run in item["runs"])
+                for item in repeated
+            )
+            + " ms)"
+        )
     lines += [
         "",
         "ratios of requests/s: predict v1 / health "

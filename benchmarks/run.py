@@ -37,11 +37,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from benchmarks import docker_facts, mlflow_serve, payloads, procstat, report
-from benchmarks.wrk import WrkError, run_wrk
+from benchmarks.wrk import WrkError, WrkResult, median_run, run_wrk
 
 __all__ = ["Scenario", "main"]
 
 SEQUENTIAL_BATCHES = 30
+
+
+#: Scenarios run `--repeat` times (their p99 and the ratios decide targets); others once.
+REPEATED = frozenset({"health", "predict_v1", "predict_v2"})
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="whole seconds per scenario")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of /health and single-record /predict; the median run (by p99) is reported",
+    )
     parser.add_argument("--skip-mlflow", action="store_true", help="no `mlflow models serve`")
     parser.add_argument("--skip-docker", action="store_true", help="no image/build/up figures")
     parser.add_argument("--skip-builds", action="store_true", help="no build timings")
@@ -80,6 +90,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.duration < 1 or args.threads < 1 or args.connections < args.threads:
         parser.error("--duration must be >= 1, --threads >= 1, --connections >= --threads")
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
     args.root = args.root.resolve()
     args.out = (args.out or args.root / "results" / "bench").resolve()
     args.api_url = args.api_url.rstrip("/")
@@ -250,21 +262,36 @@ def _load(
         body_file = work / f"{scenario.name}.json"
         body_file.write_bytes(scenario.body)
     entry["load_avg_1m"] = _loadavg()[0]
-    _log(f"{scenario.label}: wrk for {args.duration:g} s ...")
-    try:
-        result, _ = run_wrk(
-            url,
-            method=scenario.method,
-            body_file=body_file,
-            duration_s=args.duration,
-            threads=args.threads,
-            connections=args.connections,
-        )
-    except WrkError as exc:
-        entry["error"] = str(exc)
-        _log(f"{scenario.label}: {exc}")
-        return entry
+    repeat = args.repeat if scenario.name in REPEATED else 1
+    runs: list[WrkResult] = []
+    for number in range(1, repeat + 1):
+        of = f" (run {number} of {repeat})" if repeat > 1 else ""
+        _log(f"{scenario.label}: wrk for {args.duration:g} s{of} ...")
+        try:
+            run, _ = run_wrk(
+                url,
+                method=scenario.method,
+                body_file=body_file,
+                duration_s=args.duration,
+                threads=args.threads,
+                connections=args.connections,
+            )
+        except WrkError as exc:
+            entry["error"] = str(exc)
+            _log(f"{scenario.label}: {exc}")
+            return entry
+        runs.append(run)
+    result = median_run(runs)
     entry["result"] = result.as_dict()
+    entry["errors_all_runs"] = sum(run.errors for run in runs)
+    if repeat > 1:
+        entry["runs"] = [
+            {"requests_per_s": round(r.requests_per_s, 1), "p50_ms": r.p50_ms, "p99_ms": r.p99_ms}
+            for r in runs
+        ]
+        answered_by_wrk = sum(r.requests for r in runs)
+    else:
+        answered_by_wrk = result.requests
     if probe is not None:
         if count_before is not None:
             probe.settle(route)
@@ -275,7 +302,7 @@ def _load(
         answered = (
             count_after - count_before
             if count_after is not None and count_before is not None
-            else result.requests + 1
+            else answered_by_wrk + 1
         )
         if cpu_before is not None and cpu_after is not None and answered > 0:
             entry["server_cpu_ms_per_request"] = round((cpu_after - cpu_before) / answered * 1e3, 3)
@@ -284,9 +311,10 @@ def _load(
         if entry["server_cpu_ms_per_request"] is not None
         else ""
     )
+    median = f" (median of {repeat} runs by p99)" if repeat > 1 else ""
     _log(
-        f"{scenario.label}: {result.requests_per_s:.1f} req/s, p50 {result.p50_ms:.2f} ms, "
-        f"p99 {result.p99_ms:.2f} ms, errors {result.errors}{cpu_text}"
+        f"{scenario.label}{median}: {result.requests_per_s:.1f} req/s, p50 {result.p50_ms:.2f} "
+        f"ms, p99 {result.p99_ms:.2f} ms, errors {entry['errors_all_runs']}{cpu_text}"
     )
     return entry
 

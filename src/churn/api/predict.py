@@ -90,17 +90,7 @@ def predict_batch() -> Response:
     body = read_json_body(req, state.settings.max_body_bytes)
     instances = _instances(body, state.settings.max_batch)
     ctx.batch_size = len(instances)
-    records: list[dict[str, object]] = []
-    ids: list[str | None] = []
-    problems: list[dict[str, str]] = []
-    validate = state.validator.validate
-    for i, instance in enumerate(instances):
-        record, customer_id, record_problems = validate(instance, f"instances[{i}].")
-        if record_problems:
-            problems.extend(record_problems)
-        elif not problems:
-            records.append(record)  # type: ignore[arg-type]
-            ids.append(customer_id)
+    records, ids, problems = state.validator.validate_many(instances)
     if problems:
         message, details = summarize(problems, f"the batch of {len(instances)} instances")
         raise ApiError(422, "validation_error", message, details)

@@ -247,6 +247,31 @@ class CustomerValidator:
             return None, None, problems
         return record, customer_id if isinstance(customer_id, str) else None, []
 
+    def validate_many(
+        self, instances: list[object]
+    ) -> tuple[list[dict[str, object]], list[str | None], list[Detail]]:
+        """Check the customers of a batch: ``(records, customer_ids, problems)``.
+
+        Field names in problems are prefixed with ``instances[i].``; when there is any
+        problem, the records are incomplete and must not be used. Well-formed records take
+        the fast path directly (no per-record prefix is built unless a record has problems).
+        """
+        records: list[dict[str, object]] = []
+        ids: list[str | None] = []
+        problems: list[Detail] = []
+        fast = self._fast
+        for i, obj in enumerate(instances):
+            checked = fast(obj) if type(obj) is dict else None
+            if checked is None:
+                checked = self.validate(obj, f"instances[{i}].")
+            record, customer_id, found = checked
+            if found:
+                problems.extend(found)
+            elif not problems:
+                records.append(record)  # type: ignore[arg-type]
+                ids.append(customer_id)
+        return records, ids, problems
+
     def _fast(
         self, obj: dict[str, object]
     ) -> tuple[dict[str, object], str | None, list[Detail]] | None:

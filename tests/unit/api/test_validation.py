@@ -182,3 +182,22 @@ def test_string_pattern_matches_exactly_what_the_validator_accepts(name: str) ->
 def test_string_pattern_needs_a_zero_based_integral_range() -> None:
     with pytest.raises(ValueError, match="0..N"):
         string_pattern(NumericField(1, 10, integer=True))
+
+
+def test_validate_many_equals_validating_each_record() -> None:
+    validator = CustomerValidator()
+    good = dict(EXAMPLE_CUSTOMER)
+    slow = {**EXAMPLE_CUSTOMER, "tenure": "12", "TotalCharges": " ", "customerID": "c-2"}
+    batch: list[object] = [good, slow, {**good, "customerID": "c-3"}]
+    records, ids, problems = validator.validate_many(batch)
+    expected = [validator.validate(obj) for obj in batch]
+    assert problems == [] and ids == [None, "c-2", "c-3"]
+    assert records == [record for record, _, _ in expected]
+    assert records[1]["tenure"] == 12 and records[1]["TotalCharges"] is None
+
+    misspelt = {**{k: v for k, v in good.items() if k != "tenure"}, "Tenure": 3}
+    bad: list[object] = [good, {**good, "tenure": -1}, "not an object", misspelt]
+    _, _, problems = validator.validate_many(bad)
+    fields = [p["field"] for p in problems]
+    assert fields[:2] == ["instances[1].tenure", "instances[2]"]
+    assert "instances[3].Tenure" in fields and "instances[3].tenure" in fields

@@ -169,6 +169,22 @@ def test_the_report_lists_every_scenario_and_target_verdict() -> None:
     assert "load average 1.00 at start" in text
 
 
+def test_repeated_runs_are_listed_and_their_errors_counted() -> None:
+    results = _results()
+    health = results["scenarios"][0]
+    health["runs"] = [
+        {"requests_per_s": 2900.0, "p50_ms": 5.0, "p99_ms": 7.5},
+        {"requests_per_s": 3000.0, "p50_ms": 5.0, "p99_ms": 8.0},
+        {"requests_per_s": 3100.0, "p50_ms": 5.0, "p99_ms": 31.0},
+    ]
+    health["errors_all_runs"] = 4
+    jsonschema.validate(results, json.loads(report.SCHEMA_PATH.read_text()))
+    text = report.format_report(results)
+    assert "p99 of each run: health 7.5 / 8.0 / 31.0" in text
+    row = next(line for line in text.splitlines() if line.startswith("health "))
+    assert row.split()[4] == "4"  # errors of every run, not only the median run's
+
+
 @pytest.mark.slow  # importing matplotlib.pyplot takes seconds on a busy 2-core machine
 def test_the_chart_is_a_png(tmp_path: Path) -> None:
     path = tmp_path / "bench.png"

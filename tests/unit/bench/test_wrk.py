@@ -11,6 +11,8 @@ import pytest
 from benchmarks.wrk import (
     LUA_SCRIPT,
     WrkError,
+    WrkResult,
+    median_run,
     parse_duration_us,
     parse_wrk_output,
     run_wrk,
@@ -190,3 +192,16 @@ def test_wrk_failing_to_connect_is_an_error() -> None:
 
     with pytest.raises(WrkError):
         run_wrk(f"http://127.0.0.1:{free_port()}/", duration_s=1, threads=1, connections=1)
+
+
+def _run(p99_ms: float) -> WrkResult:
+    return WrkResult(1000, 10.0, 5.0, None, p99_ms, None, None, 0)
+
+
+def test_the_median_run_by_p99_is_a_real_run() -> None:
+    runs = [_run(31.0), _run(7.5), _run(8.0)]
+    assert median_run(runs) is runs[2]
+    assert median_run([_run(9.0), _run(3.0)]).p99_ms == 9.0  # the upper of two
+    assert median_run(runs[:1]) is runs[0]
+    with pytest.raises(ValueError, match="no runs"):
+        median_run([])
