@@ -10,7 +10,9 @@ collide. Series (all prefixed ``churn_api_``):
 * ``batch_size{model}``: histogram of records per prediction request;
 * ``model_info{version, algorithm, sha256}``: 1 for each served model (sha256 of its file);
 * ``models_loaded``: 1 when the models passed verification and are served, else 0;
-* ``mlflow_up``: 1 while serving statistics reach MLflow, 0 when not (absent when disabled).
+* ``mlflow_up``: 1 while serving statistics reach MLflow, 0 when not (absent when disabled);
+* ``waitress_queue_depth``, ``waitress_busy_threads``: requests waiting for a worker thread and
+  threads running a request, at scrape time (present when served by `churn.api.serve`).
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ class ApiMetrics:
         # every call, a measurable share of a request that costs well under a millisecond.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._prediction_children: dict[str, tuple[Any, Any, Any]] = {}
+        self._waitress_readers: tuple[Callable[[], int], Callable[[], int]] = (int, int)
+        self._waitress_gauges = False
 
     def watch_mlflow(self, is_up: Callable[[], bool]) -> None:
         """Export ``churn_api_mlflow_up``, read from ``is_up`` at each scrape."""
@@ -106,6 +110,28 @@ class ApiMetrics:
             registry=self.registry,
         )
         gauge.set_function(lambda: 1.0 if is_up() else 0.0)
+
+    def watch_waitress(self, queue_depth: Callable[[], int], busy: Callable[[], int]) -> None:
+        """Export Waitress's task queue depth and busy worker threads, read at each scrape.
+
+        Calling it again (the app served anew) points the gauges at the new server.
+        """
+        self._waitress_readers = (queue_depth, busy)
+        if self._waitress_gauges:
+            return
+        depth = Gauge(
+            "churn_api_waitress_queue_depth",
+            "Requests read and waiting for a free Waitress worker thread.",
+            registry=self.registry,
+        )
+        depth.set_function(lambda: float(self._waitress_readers[0]()))
+        threads = Gauge(
+            "churn_api_waitress_busy_threads",
+            "Waitress worker threads running a request.",
+            registry=self.registry,
+        )
+        threads.set_function(lambda: float(self._waitress_readers[1]()))
+        self._waitress_gauges = True
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its latency."""

@@ -157,6 +157,10 @@ def serve(app: Flask, settings: ApiSettings, stop: threading.Event | None = None
 
     server = create_server(app, **waitress_options(settings))
     server.channel_class = JsonErrorChannel  # type: ignore[union-attr]
+    dispatcher = server.task_dispatcher  # type: ignore[union-attr]
+    get_state(app).metrics.watch_waitress(
+        lambda: len(dispatcher.queue), lambda: dispatcher.active_count
+    )
     frozen = freeze_startup_objects()
     if threading.current_thread() is threading.main_thread():
 

@@ -164,6 +164,14 @@ def _raw(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split(" ")[1]), headers, body
 
 
+def test_waitress_queue_and_busy_threads_are_metrics(running: Callable[..., Running]) -> None:
+    server = running()
+    text = requests.get(f"{server.url}/metrics", timeout=5).text
+    # read while this very scrape runs in a worker thread, with nothing queued behind it
+    assert "\nchurn_api_waitress_busy_threads 1.0\n" in text
+    assert "\nchurn_api_waitress_queue_depth 0.0\n" in text
+
+
 @pytest.mark.parametrize(
     ("request_bytes", "status", "code"),
     [
