@@ -291,9 +291,6 @@ def _load(
             {"requests_per_s": round(r.requests_per_s, 1), "p50_ms": r.p50_ms, "p99_ms": r.p99_ms}
             for r in runs
         ]
-        answered_by_wrk = sum(r.requests for r in runs)
-    else:
-        answered_by_wrk = result.requests
     if probe is not None:
         if count_before is not None:
             probe.settle(route)
@@ -304,7 +301,7 @@ def _load(
         answered = (
             count_after - count_before
             if count_after is not None and count_before is not None
-            else answered_by_wrk + 1
+            else sum(r.requests for r in runs) + 1
         )
         if cpu_before is not None and cpu_after is not None and answered > 0:
             entry["server_cpu_ms_per_request"] = round((cpu_after - cpu_before) / answered * 1e3, 3)

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import numpy as np
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response
 
 from churn.api import docs, health, metrics, models, predict, ui
 from churn.api.errors import register_error_handlers
@@ -15,7 +15,7 @@ from churn.api.metrics import ApiMetrics
 from churn.api.models import describe_models
 from churn.api.openapi import build_openapi
 from churn.api.request_log import REQUEST_ID_HEADER, configure_logging, request_id_from
-from churn.api.state import EXTENSION_KEY, ApiState, get_state
+from churn.api.state import EXTENSION_KEY, ApiState, request_objects
 from churn.api.stats import MlflowStats
 from churn.api.validation import CustomerValidator
 from churn.config import ApiSettings, SettingsError, load_api_settings
@@ -175,23 +175,19 @@ def _run_params(settings: ApiSettings, served: ServingModels | None) -> dict[str
 
 
 def _start_request() -> None:
-    state = g._get_current_object()  # the object behind the proxy, once per hook
-    state.started = time.perf_counter()
-    state.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
-    state.model = None
-    state.batch_size = None
-    state.probabilities = None
+    _, req, ctx = request_objects()
+    ctx.started = time.perf_counter()
+    ctx.request_id = request_id_from(req.headers.get(REQUEST_ID_HEADER))
+    ctx.model = None
+    ctx.batch_size = None
+    ctx.probabilities = None
 
 
 def _finish_request(response: Response) -> Response:
-    # The objects behind Flask's proxies, looked up once: every attribute read through a
-    # proxy costs a context lookup, and this hook runs for every request.
-    app_state = get_state(current_app._get_current_object())  # type: ignore[attr-defined]
-    ctx = g._get_current_object()
-    req = request._get_current_object()  # type: ignore[attr-defined]
-    started = getattr(ctx, "started", None) or time.perf_counter()
+    app_state, req, ctx = request_objects()
+    started = ctx.get("started") or time.perf_counter()
     seconds = time.perf_counter() - started
-    request_id = getattr(ctx, "request_id", None) or request_id_from(None)
+    request_id = ctx.get("request_id") or request_id_from(None)
     status = response.status_code
     headers = response.headers
     headers[REQUEST_ID_HEADER] = request_id
@@ -206,8 +202,8 @@ def _finish_request(response: Response) -> Response:
     app_state.metrics.observe_request(
         endpoint, method if method in _METHODS else "OTHER", status, seconds
     )
-    model = getattr(ctx, "model", None)
-    probabilities = getattr(ctx, "probabilities", None)
+    model = ctx.get("model")
+    probabilities = ctx.get("probabilities")
     if status == 200 and probabilities is not None and model is not None:
         churned = int(np.count_nonzero(probabilities >= app_state.settings.threshold))
         app_state.metrics.observe_predictions(model, churned, len(probabilities))
@@ -223,7 +219,7 @@ def _finish_request(response: Response) -> Response:
         "status": status,
         "latency_ms": round(seconds * 1000, 3),
         "model": model[:40] if isinstance(model, str) else None,
-        "batch_size": getattr(ctx, "batch_size", None),
+        "batch_size": ctx.get("batch_size"),
     }
     log.log(logging.ERROR if status >= 500 else logging.INFO, "request", extra=fields)
     return response

@@ -50,6 +50,14 @@ LATENCY_BUCKETS = (
     5.0,
     10.0,
 )
+#: Waitress's gauges, in the order `ApiMetrics.watch_waitress` takes their readers.
+WAITRESS_GAUGES = (
+    (
+        "churn_api_waitress_queue_depth",
+        "Requests read and waiting for a free Waitress worker thread.",
+    ),
+    ("churn_api_waitress_busy_threads", "Waitress worker threads running a request."),
+)
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 
@@ -99,8 +107,7 @@ class ApiMetrics:
         # every call, a measurable share of a request that costs well under a millisecond.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._prediction_children: dict[str, tuple[Any, Any, Any]] = {}
-        self._waitress_readers: tuple[Callable[[], int], Callable[[], int]] = (int, int)
-        self._waitress_gauges = False
+        self._waitress_readers: tuple[Callable[[], int], Callable[[], int]] | None = None
 
     def watch_mlflow(self, is_up: Callable[[], bool]) -> None:
         """Export ``churn_api_mlflow_up``, read from ``is_up`` at each scrape."""
@@ -116,22 +123,12 @@ class ApiMetrics:
 
         Calling it again (the app served anew) points the gauges at the new server.
         """
+        if self._waitress_readers is None:  # first call: register the gauges
+            for index, (name, text) in enumerate(WAITRESS_GAUGES):
+                Gauge(name, text, registry=self.registry).set_function(
+                    lambda i=index: float(self._waitress_readers[i]())  # type: ignore[index]
+                )
         self._waitress_readers = (queue_depth, busy)
-        if self._waitress_gauges:
-            return
-        depth = Gauge(
-            "churn_api_waitress_queue_depth",
-            "Requests read and waiting for a free Waitress worker thread.",
-            registry=self.registry,
-        )
-        depth.set_function(lambda: float(self._waitress_readers[0]()))
-        threads = Gauge(
-            "churn_api_waitress_busy_threads",
-            "Waitress worker threads running a request.",
-            registry=self.registry,
-        )
-        threads.set_function(lambda: float(self._waitress_readers[1]()))
-        self._waitress_gauges = True
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its latency."""

@@ -5,26 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Request, Response, current_app, g, jsonify, request
+from flask import Blueprint, Request, Response, jsonify
 from flask.ctx import _AppCtxGlobals
 
 from churn.api.errors import ApiError
-from churn.api.state import ApiState, get_state
+from churn.api.state import ApiState, request_objects
 from churn.api.validation import read_json_body, summarize
 from churn.schema import ID_COLUMN
 
 __all__ = ["bp"]
 
 bp = Blueprint("predict", __name__)
-
-
-def _context() -> tuple[ApiState, Request, _AppCtxGlobals]:
-    """Return the app's state, the request and ``g`` (the objects behind Flask's proxies)."""
-    return (
-        get_state(current_app._get_current_object()),  # type: ignore[attr-defined]
-        request._get_current_object(),  # type: ignore[attr-defined]
-        g._get_current_object(),
-    )
 
 
 def _model_version(state: ApiState, req: Request, ctx: _AppCtxGlobals) -> str:
@@ -62,7 +53,7 @@ def _score(
 @bp.post("/predict")
 def predict_one() -> Response:
     """Score one customer object."""
-    state, req, ctx = _context()
+    state, req, ctx = request_objects()
     version = _model_version(state, req, ctx)
     body = read_json_body(req, state.settings.max_body_bytes)
     ctx.batch_size = 1
@@ -85,7 +76,7 @@ def predict_one() -> Response:
 @bp.post("/predict/batch")
 def predict_batch() -> Response:
     """Score ``{"instances": [customer, ...]}``, answering in input order."""
-    state, req, ctx = _context()
+    state, req, ctx = request_objects()
     version = _model_version(state, req, ctx)
     body = read_json_body(req, state.settings.max_body_bytes)
     instances = _instances(body, state.settings.max_batch)

@@ -120,6 +120,20 @@ class _Batching:
         with self.lock:  # type: ignore[attr-defined]
             self._write_pending()
 
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the record's line (after `_make_room` for it)."""
+        try:
+            line = self.format(record) + self.terminator  # type: ignore[attr-defined]
+            self._make_room(line)
+            self._queue(line, record)
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging's own convention: report, never raise
+            self.handleError(record)  # type: ignore[attr-defined]
+
+    def _make_room(self, line: str) -> None:
+        """Prepare the stream for ``line`` (a file rolls over here); nothing by default."""
+
 
 class _StdoutHandler(_Batching, logging.StreamHandler):  # type: ignore[type-arg]
     """Standard output, written in batches (see `_Batching`)."""
@@ -127,15 +141,6 @@ class _StdoutHandler(_Batching, logging.StreamHandler):  # type: ignore[type-arg
     def __init__(self, stream: TextIO) -> None:
         self._init_batching()
         super().__init__(stream)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Queue the record's line."""
-        try:
-            self._queue(self.format(record) + self.terminator, record)
-        except RecursionError:
-            raise
-        except Exception:  # noqa: BLE001 - logging's own convention: report, never raise
-            self.handleError(record)
 
 
 class _RotatingFileHandler(_Batching, RotatingFileHandler):
@@ -156,23 +161,16 @@ class _RotatingFileHandler(_Batching, RotatingFileHandler):
         self._size = os.fstat(stream.fileno()).st_size
         return stream
 
-    def emit(self, record: logging.LogRecord) -> None:
-        """Queue the record's line, rolling the file over first when it would grow too big."""
-        try:
-            line = self.format(record) + self.terminator
-            size = len(line) if line.isascii() else len(line.encode("utf-8"))
-            if self.stream is None:  # delay was set, or closed by a failed rollover
-                self.stream = self._open()
-            if self.maxBytes > 0 and self._size and self._size + size >= self.maxBytes:
-                self._write_pending()
-                if not os.path.exists(self.baseFilename) or os.path.isfile(self.baseFilename):
-                    self.doRollover()  # reopens the file: `_open` counts it afresh
-            self._size += size
-            self._queue(line, record)
-        except RecursionError:
-            raise
-        except Exception:  # noqa: BLE001 - logging's own convention: report, never raise
-            self.handleError(record)
+    def _make_room(self, line: str) -> None:
+        """Roll the file over first when ``line`` would take it over ``maxBytes``."""
+        size = len(line) if line.isascii() else len(line.encode("utf-8"))
+        if self.stream is None:  # delay was set, or closed by a failed rollover
+            self.stream = self._open()
+        if self.maxBytes > 0 and self._size and self._size + size >= self.maxBytes:
+            self._write_pending()
+            if not os.path.exists(self.baseFilename) or os.path.isfile(self.baseFilename):
+                self.doRollover()  # reopens the file: `_open` counts it afresh
+        self._size += size
 
 
 class _Flusher:
@@ -210,7 +208,7 @@ _FLUSHER = _Flusher()
 
 
 def flush_logs() -> None:
-    """Write every request-log line still waiting in memory (tests, and before a fork)."""
+    """Write every log line still waiting in memory (for tests, and whoever must read it now)."""
     _FLUSHER.flush()
 
 
@@ -243,10 +241,10 @@ class QueueDepthSampler(logging.Filter):
                 return False
             folded, deepest = self._folded, self._deepest
             self._last, self._folded, self._deepest = now, 0, 0
-        if isinstance(depth, int):
+        if isinstance(depth, int):  # then `deepest` includes it
             record.msg = "requests are waiting for a worker thread: task queue depth %d"
-            record.args = (max(depth, deepest),)
-            record.queue_depth = max(depth, deepest)
+            record.args = (deepest,)
+            record.queue_depth = deepest
             record.warnings_folded = folded
         return True
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+from flask import Flask, Request, current_app, g, request
+from flask.ctx import _AppCtxGlobals
 
 if TYPE_CHECKING:
     from churn.api.metrics import ApiMetrics
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from churn.config import ApiSettings
     from churn.predict import ServingModels
 
-__all__ = ["ApiState", "get_state"]
+__all__ = ["ApiState", "get_state", "request_objects"]
 
 EXTENSION_KEY = "churn"
 
@@ -41,3 +42,16 @@ class ApiState:
 def get_state(app: Flask) -> ApiState:
     """Return the state `create_app` attached to ``app``."""
     return app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+
+
+def request_objects() -> tuple[ApiState, Request, _AppCtxGlobals]:
+    """Return the current app's state, the request and ``g``: the objects behind Flask's proxies.
+
+    Every attribute read through a proxy costs a context lookup; code on the request path
+    resolves them once with this and works on the objects.
+    """
+    return (
+        get_state(current_app._get_current_object()),  # type: ignore[attr-defined]
+        request._get_current_object(),  # type: ignore[attr-defined]
+        g._get_current_object(),
+    )

@@ -206,6 +206,12 @@ class CustomerValidator:
             checked = self._fast(obj)
             if checked is not None:
                 return checked
+        return self._full(obj, prefix)
+
+    def _full(
+        self, obj: object, prefix: str
+    ) -> tuple[dict[str, object] | None, str | None, list[Detail]]:
+        """Every check, with exact messages: what `validate` does when `_fast` declines."""
         if not isinstance(obj, Mapping):
             where = prefix.rstrip(".") or "body"
             return (
@@ -263,7 +269,7 @@ class CustomerValidator:
         for i, obj in enumerate(instances):
             checked = fast(obj) if type(obj) is dict else None
             if checked is None:
-                checked = self.validate(obj, f"instances[{i}].")
+                checked = self._full(obj, f"instances[{i}].")
             record, customer_id, found = checked
             if found:
                 problems.extend(found)
