@@ -8,26 +8,32 @@ folders, and takes only that project down.
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import json
 import os
 import re
 import shutil
-import sqlite3
-import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from churn_ops.images import (
+    API_IMAGE,
+    BASE_CANDIDATES,
+    DOCKERFILES,
+    MLFLOW_IMAGE,
+    build_args,
+    buildkit_env,
+)
+from churn_ops.shell import OpsError, run_quiet
+from churn_ops.stack import Stack, copy_store, unanswered
+
 __all__ = [
+    "API_IMAGE",
+    "MLFLOW_IMAGE",
     "BENCH_PROJECT",
     "build_context_copy",
-    "compose_command",
+    "build_args",
     "container_memory_mib",
     "container_publishing",
     "count_cached_steps",
@@ -37,13 +43,7 @@ __all__ = [
     "time_up_to_ready",
 ]
 
-API_IMAGE = "churn-prediction-api"
-MLFLOW_IMAGE = "churn-mlflow"
-DOCKERFILES = {API_IMAGE: "docker/Dockerfile.mlapp", MLFLOW_IMAGE: "docker/Dockerfile.mlflow"}
-#: Base images the stack may be built on, in the order `nox -s build` prefers them.
-BASE_CANDIDATES = ("python:3.12-slim", "churn-standin-python:3.11-bookworm")
 BENCH_PROJECT = "churn-bench"
-CONTAINER_UID = 1000
 #: What the images copy from the build context (the re-included paths of .dockerignore).
 CONTEXT_PATHS = (
     ".dockerignore",
@@ -70,17 +70,6 @@ _MIB = {
 }
 
 
-def _run(*cmd: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, check=False, **kwargs
-        )
-    except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {timeout:.0f} s")
-    except FileNotFoundError as exc:
-        return subprocess.CompletedProcess(cmd, 127, "", str(exc))
-
-
 def parse_mem_usage(text: str) -> float:
     """Return the used part of `docker stats`' MemUsage (``"112.9MiB / 23.54GiB"``) in MiB.
 
@@ -97,20 +86,20 @@ def parse_mem_usage(text: str) -> float:
 
 def container_publishing(port: int) -> dict[str, Any] | None:
     """Return id, name, image and main process id of the container publishing host ``port``."""
-    out = _run(
+    out = run_quiet(
         "docker", "ps", "--filter", f"publish={port}", "--format", "{{.ID}}\t{{.Names}}\t{{.Image}}"
     )
     lines = [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
     if out.returncode != 0 or len(lines) != 1 or len(lines[0]) != 3:
         return None
     cid, name, image = lines[0]
-    pid = _run("docker", "inspect", "--format", "{{.State.Pid}}", cid).stdout.strip()
+    pid = run_quiet("docker", "inspect", "--format", "{{.State.Pid}}", cid).stdout.strip()
     return {"id": cid, "name": name, "image": image, "pid": int(pid) if pid.isdigit() else 0}
 
 
 def container_memory_mib(container: str) -> float | None:
     """Return a container's memory use now (`docker stats --no-stream`), in MiB."""
-    out = _run("docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container)
+    out = run_quiet("docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container)
     try:
         return round(parse_mem_usage(out.stdout.strip()), 1) if out.returncode == 0 else None
     except ValueError:
@@ -118,7 +107,7 @@ def container_memory_mib(container: str) -> float | None:
 
 
 def _inspect(ref: str) -> dict[str, Any] | None:
-    out = _run("docker", "image", "inspect", ref)
+    out = run_quiet("docker", "image", "inspect", ref)
     if out.returncode != 0:
         return None
     found = json.loads(out.stdout or "[]")
@@ -186,7 +175,9 @@ def build_context_copy(root: Path, dest: Path) -> None:
     for rel in CONTEXT_PATHS:
         src = root / rel
         if src.is_dir():
-            shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                src, dest / rel, ignore=shutil.ignore_patterns("__pycache__", "churn_ops")
+            )
         elif src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
@@ -194,13 +185,6 @@ def build_context_copy(root: Path, dest: Path) -> None:
     for path in (root / "models").glob("*"):
         if path.suffix in (".pkl", ".json"):
             shutil.copy2(path, dest / "models" / path.name)
-
-
-def _buildkit_env() -> dict[str, str]:
-    """As `nox -s build`: BuildKit where buildx exists, else the classic builder."""
-    if _run("docker", "buildx", "version").returncode == 0:
-        return {}
-    return {"DOCKER_BUILDKIT": "0"}
 
 
 def time_build(
@@ -222,7 +206,7 @@ def time_build(
         cmd.append("--no-cache")
     cmd.append(str(context))
     started = time.monotonic()
-    out = _run(*cmd, timeout=timeout_s, env={**os.environ, **_buildkit_env()})
+    out = run_quiet(*cmd, timeout=timeout_s, env=buildkit_env())
     seconds = time.monotonic() - started
     log = out.stdout + out.stderr
     cached, steps = count_cached_steps(log)
@@ -245,98 +229,9 @@ def remove_build(tag: str, image_ids: list[str]) -> None:
     Without --force: Docker refuses to remove an image that is tagged or that another image
     (any cached layer another build uses) depends on, so only leftovers of this build go.
     """
-    _run("docker", "image", "rm", tag)
+    run_quiet("docker", "image", "rm", tag)
     for image_id in reversed(image_ids):
-        _run("docker", "image", "rm", image_id)
-
-
-def compose_command() -> list[str] | None:
-    """`docker compose` (v2) where it exists, else `docker-compose` (v1.29); None if neither."""
-    if _run("docker", "compose", "version").returncode == 0:
-        return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    return None
-
-
-def _copy_store(src: Path, dest: Path) -> None:
-    """Copy an MLflow folder; the SQLite file through SQLite's backup API (consistent)."""
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("mlflow.db*"))
-    if (src / "mlflow.db").is_file():
-        with (
-            contextlib.closing(sqlite3.connect(f"file:{src / 'mlflow.db'}?mode=ro", uri=True)) as a,
-            contextlib.closing(sqlite3.connect(dest / "mlflow.db")) as b,
-        ):
-            a.backup(b)
-
-
-def _give_to_containers(path: Path) -> None:
-    for sub in [path, *path.rglob("*")]:
-        if os.geteuid() == 0:
-            os.chown(sub, CONTAINER_UID, CONTAINER_UID, follow_symlinks=False)
-        else:
-            sub.chmod(sub.stat().st_mode | (0o777 if sub.is_dir() else 0o666))
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - 127.0.0.1 only
-            return bool(answer.status == 200)
-    except (OSError, urllib.error.URLError):
-        return False
-
-
-@contextlib.contextmanager
-def _bench_stack(
-    root: Path, compose: list[str], api_port: int, mlflow_port: int
-) -> Iterator[tuple[list[str], dict[str, str]]]:
-    temp = tempfile.TemporaryDirectory(prefix="churn-bench-stack-", ignore_cleanup_errors=True)
-    with temp as tmp:
-        work = Path(tmp)
-        mlruns, logs = work / "mlruns", work / "logs"
-        if (root / "mlruns").is_dir():
-            _copy_store(root / "mlruns", mlruns)
-        mlruns.mkdir(exist_ok=True)
-        logs.mkdir()
-        _give_to_containers(mlruns)
-        _give_to_containers(logs)
-        # The Compose file names its network; a second project would join the main one's.
-        override = work / "bench-override.yml"
-        override.write_text(f"networks:\n  churn:\n    name: {BENCH_PROJECT}\n", encoding="utf-8")
-        cmd = [
-            *compose,
-            "-p",
-            BENCH_PROJECT,
-            "-f",
-            str(root / "docker" / "docker-compose.yml"),
-            "-f",
-            str(override),
-        ]
-        env = {
-            **os.environ,
-            "API_PORT": str(api_port),
-            "MLFLOW_PORT": str(mlflow_port),
-            "API_BIND": "127.0.0.1",
-            "MLFLOW_BIND": "127.0.0.1",
-            "MLRUNS_DIR": str(mlruns),
-            "MLRUNS_HOST_DIR": str(mlruns),
-            "LOGS_DIR": str(logs),
-        }
-        try:
-            yield cmd, env
-        finally:
-            _run(*cmd, "down", "--remove-orphans", "--timeout", "10", timeout=180, env=env)
-
-
-def _health(container_ids: list[str]) -> list[str]:
-    """Return each container's health (or state, when it has no healthcheck)."""
-    fmt = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}"
-    out = _run("docker", "inspect", "--format", fmt, *container_ids)
-    states = []
-    for line in out.stdout.splitlines():
-        state, _, health = line.strip().partition(" ")
-        states.append(health or state or "missing")
-    return states or ["missing"]
+        run_quiet("docker", "image", "rm", image_id)
 
 
 def time_up_to_ready(
@@ -348,46 +243,46 @@ def time_up_to_ready(
     0.25 s) and until Docker reports both services healthy (what `nox -s up` waits for).
     The MLflow store is a consistent copy of ``<root>/mlruns`` (an existing project's state).
     """
-    compose = compose_command()
-    if compose is None:
-        return {"ok": False, "error": "neither `docker compose` nor `docker-compose` is installed"}
     result: dict[str, Any] = {"project": BENCH_PROJECT, "ok": False}
-    with _bench_stack(root, compose, api_port, mlflow_port) as (cmd, env):
-        started = time.monotonic()
-        up = _run(*cmd, "up", "-d", "--no-build", timeout=timeout_s, env=env)
-        result["up_command_s"] = round(time.monotonic() - started, 1)
-        if up.returncode != 0:
-            result["error"] = " ".join((up.stderr + up.stdout).split())[-400:]
-            return result
-        ready_url = f"http://127.0.0.1:{api_port}/ready"
-        ids = [
-            _run(*cmd, "ps", "-q", service, env=env).stdout.strip() for service in ("mlflow", "api")
-        ]
-        last_health = 0.0
-        while time.monotonic() - started < timeout_s:
-            now = time.monotonic()
-            if "api_ready_s" not in result and _ready(ready_url):
-                result["api_ready_s"] = round(now - started, 1)
-            if now - last_health >= 1.0:
-                last_health = now
-                states = _health(ids) if all(ids) else ["missing"]
-                if all(s == "healthy" for s in states):
-                    result["healthy_s"] = round(now - started, 1)
-                    result.setdefault("api_ready_s", result["healthy_s"])
-                    result["ok"] = True
-                    return result
-                if any(s in ("exited", "dead", "missing") for s in states):
-                    result["error"] = f"a service is not running: {states}"
-                    return result
-            time.sleep(0.25)
-        result["error"] = f"not healthy within {timeout_s:.0f} s"
+    with tempfile.TemporaryDirectory(
+        prefix="churn-bench-stack-", ignore_cleanup_errors=True
+    ) as tmp:
+        try:
+            stack = Stack.isolated(BENCH_PROJECT, Path(tmp), api_port, mlflow_port, root=root)
+        except OpsError as exc:  # no Compose CLI
+            return {**result, "error": str(exc)}
+        if (root / "mlruns").is_dir():
+            copy_store(root / "mlruns", stack.mlruns_dir)
+        stack.prepare_dirs()
+        try:
+            return _time_up(stack, result, timeout_s)
+        finally:
+            stack.down("--timeout", "10")
+
+
+def _time_up(stack: Stack, result: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    started = time.monotonic()
+    up = stack.run("up", "-d", "--no-build", timeout=timeout_s)
+    result["up_command_s"] = round(time.monotonic() - started, 1)
+    if up.returncode != 0:
+        result["error"] = " ".join((up.stderr + up.stdout).split())[-400:]
+        return result
+    last_health = 0.0
+    while time.monotonic() - started < timeout_s:
+        now = time.monotonic()
+        if "api_ready_s" not in result and not unanswered({"api": stack.api_url}, "/ready", 1):
+            result["api_ready_s"] = round(now - started, 1)
+        if now - last_health >= 1.0:
+            last_health = now
+            states = stack.states()
+            if all(s == "healthy" for s in states.values()):
+                result["healthy_s"] = round(now - started, 1)
+                result.setdefault("api_ready_s", result["healthy_s"])
+                result["ok"] = True
+                return result
+            if any(s in ("exited", "dead", "missing") for s in states.values()):
+                result["error"] = f"a service is not running: {states}"
+                return result
+        time.sleep(0.25)
+    result["error"] = f"not healthy within {timeout_s:.0f} s"
     return result
-
-
-def build_args(version: str, revision: str) -> dict[str, str]:
-    """Return the labels `nox -s build` passes: version, revision and a fresh creation time."""
-    return {
-        "VERSION": version,
-        "REVISION": revision,
-        "CREATED": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }

@@ -24,6 +24,8 @@ import pytest
 import requests
 from forwarding_proxy import ForwardingProxy, self_signed_certificate
 
+from churn_ops.stack import unanswered
+
 ROOT = Path(__file__).resolve().parents[2]
 #: A host name Codespaces could give the API: "<codespace>-<port>.app.github.dev".
 CODESPACE = "fluffy-space-robot"
@@ -55,14 +57,11 @@ def http() -> Iterator[requests.Session]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def stack_is_up(api_url: str, mlflow_url: str, http: requests.Session) -> None:
+def stack_is_up(api_url: str, mlflow_url: str) -> None:
     """Fail early, with what to do, when the stack does not answer."""
-    for name, url in (("API", f"{api_url}/ready"), ("MLflow", f"{mlflow_url}/health")):
-        try:
-            status = http.get(url, timeout=10).status_code
-        except requests.RequestException as exc:
-            pytest.fail(f"{name} at {url} does not answer ({exc}): start the stack (nox -s up)")
-        assert status == 200, f"{name} at {url} answers {status}: is the stack healthy?"
+    silent = unanswered({"API_URL": api_url}, "/ready") + unanswered({"MLFLOW_URL": mlflow_url})
+    if silent:
+        pytest.fail(f"Nothing answers at {', '.join(silent)}: start the stack (nox -s up)")
 
 
 def _executable(env_var: str, name: str, hint: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import subprocess
 import tarfile
 import time
@@ -25,8 +24,11 @@ from pathlib import Path
 
 import pytest
 
+from churn_ops.images import DEFAULT_BASE_IMAGE, STANDIN_BASE_IMAGE, image_exists
+from churn_ops.stack import docker_answers
+
 ROOT = Path(__file__).resolve().parents[2]
-CANDIDATE_IMAGES = ("churn-standin-python:3.11-bookworm", "python:3.12-slim")
+CANDIDATE_IMAGES = (STANDIN_BASE_IMAGE, DEFAULT_BASE_IMAGE)
 WORKDIR = "/workspaces/churn-prediction"
 RESULTS = ROOT / "results" / "devcontainer"
 TIMEOUT_S = 1200
@@ -48,11 +50,11 @@ def _docker(*args: str, timeout: float = 60, **kwargs: object) -> subprocess.Com
 
 @pytest.fixture(scope="module")
 def base_image() -> str:
-    if shutil.which("docker") is None or _docker("info").returncode != 0:
+    if not docker_answers():
         pytest.fail("no Docker engine answers (`docker info` fails)")
     wanted = os.environ.get("DEVCONTAINER_TEST_IMAGE")
     for image in [wanted] if wanted else CANDIDATE_IMAGES:
-        if _docker("image", "inspect", image).returncode == 0:
+        if image_exists(image):
             return image
     pytest.fail(
         f"none of {[wanted] if wanted else list(CANDIDATE_IMAGES)} exists locally: run "

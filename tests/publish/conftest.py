@@ -6,10 +6,7 @@ Nothing leaves 127.0.0.1. The helpers (registries, docker, nox runs) are in publ
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import sqlite3
 import subprocess
 import warnings
 from collections.abc import Callable, Iterator
@@ -19,15 +16,14 @@ import pytest
 from publish_support import (
     IMAGES,
     MAIN_ROOT,
-    OCI,
     TRAINING_STORE,
     Registry,
-    docker,
     start_registry,
     stop_registry,
 )
 
-CONTAINER_UID = 1000  # the images' user: it owns the stack's bind-mounted folders
+from churn_ops.images import oci_labels
+from churn_ops.stack import copy_store, give_to_containers
 
 
 @pytest.fixture(scope="session")
@@ -47,11 +43,10 @@ def images() -> dict[str, dict[str, str]]:
     """The OCI labels of the two local images `nox -s build` made, without their prefix."""
     found = {}
     for image in IMAGES:
-        out = docker("image", "inspect", "--format", "{{json .Config.Labels}}", f"{image}:latest")
-        if out.returncode != 0:
+        labels = oci_labels(f"{image}:latest")
+        if labels is None:
             pytest.fail(f"{image}:latest is missing: run `nox -s build` before this test.")
-        labels = json.loads(out.stdout or "null") or {}
-        found[image] = {k.removeprefix(OCI): v for k, v in labels.items() if k.startswith(OCI)}
+        found[image] = labels
     revisions = {labels.get("revision", "") for labels in found.values()}
     if len(revisions) != 1:
         pytest.fail(f"the two images were built from different revisions {revisions}: rebuild.")
@@ -82,34 +77,14 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
 
 
 def _copy_training_store(source: Path, target: Path) -> None:
-    """Copy mlruns/: SQLite files through SQLite's backup API (safe while a server writes)."""
+    """Copy mlruns/ consistently (safe while a server writes), or say why it cannot be."""
     if not (source / "mlflow.db").is_file():
         pytest.fail(
             f"{source}/mlflow.db is missing: the smoke tests look up the training runs there. "
             "Run `nox -s build up` first (CI runs this test after the main job), or point "
             "PUBLISH_TEST_MLRUNS at the store the images' models were trained into."
         )
-    sqlite_files = (".db", ".db-wal", ".db-shm", ".db-journal")
-    shutil.copytree(
-        source, target, ignore=lambda _, names: [n for n in names if n.endswith(sqlite_files)]
-    )
-    for db in source.rglob("*.db"):
-        src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        dst = sqlite3.connect(target / db.relative_to(source))
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-            src.close()
-
-
-def _hand_to_container_user(folder: Path) -> None:
-    """Let the containers' user (uid 1000) write the folder, as `nox -s up` does."""
-    for path in [folder, *folder.rglob("*")]:
-        if os.geteuid() == 0:
-            os.chown(path, CONTAINER_UID, CONTAINER_UID, follow_symlinks=False)
-        elif not path.is_symlink():
-            path.chmod(path.stat().st_mode | (0o777 if path.is_dir() else 0o666))
+    copy_store(source, target)
 
 
 @pytest.fixture(scope="session")
@@ -139,6 +114,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, images: dict[str, dict[s
         subprocess.run(["git", "-C", str(clone), "config", key, value], check=True)
     _copy_training_store(TRAINING_STORE, clone / "mlruns")
     (clone / "logs").mkdir()
-    _hand_to_container_user(clone / "mlruns")
-    _hand_to_container_user(clone / "logs")
+    give_to_containers(clone / "mlruns")
+    give_to_containers(clone / "logs")
     return clone

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,11 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from churn_ops.shell import free_port
+from churn_ops.stack import docker
+
+__all__ = ["docker", "free_port"]
 
 MAIN_ROOT = Path(__file__).resolve().parents[2]
 #: The MLflow store the images' models were trained into: the checkout's mlruns/ unless
@@ -42,20 +46,6 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.oci.image.index.v1+json",
     ]
 )
-
-
-def free_port() -> int:
-    """Return a TCP port nothing listens on at the moment (on 127.0.0.1)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run a docker command and return its result (never raises on a non-zero status)."""
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def untag_registry_images(address: str) -> list[str]:

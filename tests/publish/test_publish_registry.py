@@ -31,6 +31,8 @@ from publish_support import (
     untag_registry_images,
 )
 
+from churn_ops.stack import compose_command
+
 PROJECT = "churn-publish-test"  # Compose project of the stack started from the registry
 DIGEST_LINE = re.compile(r"digest (\S+)@(sha256:[0-9a-f]{64})")
 
@@ -242,12 +244,6 @@ def test_the_token_goes_through_stdin_and_never_shows(
 # --------------------------------------------------------------------------- the stack
 
 
-def _compose() -> list[str]:
-    if docker("compose", "version").returncode == 0:
-        return ["docker", "compose"]
-    return ["docker-compose"]
-
-
 @pytest.fixture(scope="module")
 def stack(
     published: Run,
@@ -271,7 +267,13 @@ def stack(
 
     override = tmp_path_factory.mktemp("compose") / "network.yml"
     override.write_text(f"networks:\n  churn:\n    name: {PROJECT}\n", encoding="utf-8")
-    compose = [*_compose(), "-p", PROJECT, "-f", str(workspace / "docker" / "docker-compose.yml")]
+    compose = [
+        *compose_command(),
+        "-p",
+        PROJECT,
+        "-f",
+        str(workspace / "docker" / "docker-compose.yml"),
+    ]
     compose += ["-f", str(override)]
     ports = {"API_PORT": str(free_port()), "MLFLOW_PORT": str(free_port())}
     env = {

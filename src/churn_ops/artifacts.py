@@ -1,0 +1,104 @@
+"""The DVC artifacts: pull them, else reproduce them, and check their runs are in MLflow.
+
+`python -m churn_ops.artifacts missing-runs` prints (as JSON) the models' MLflow run ids that
+the local store lacks; it runs in a session's environment, where MLflow is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from churn_ops.shell import Session
+from churn_ops.stack import REPO_ROOT
+
+
+def model_run_ids(root: Path = REPO_ROOT) -> list[str]:
+    """Return the MLflow run ids the models' metadata files name."""
+    run_ids = []
+    for meta in sorted((root / "models").glob("model_v*.json")):
+        run_id = json.loads(meta.read_text(encoding="utf-8")).get("mlflow", {}).get("run_id")
+        if run_id:
+            run_ids.append(str(run_id))
+    return run_ids
+
+
+def missing_runs(root: Path = REPO_ROOT) -> list[str]:
+    """Return the models' run ids that the local MLflow store (mlruns/mlflow.db) lacks.
+
+    Asked through `mlflow.MlflowClient`, never by reading MLflow's tables. With a tracking
+    server of one's own (MLFLOW_TRACKING_URI) there is nothing to check here.
+    """
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return []
+    run_ids = model_run_ids(root)
+    db = root / "mlruns" / "mlflow.db"
+    if not db.exists() or not run_ids:
+        return run_ids
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db.resolve().as_posix()}")
+    missing = []
+    for run_id in run_ids:
+        try:
+            client.get_run(run_id)
+        except MlflowException:
+            missing.append(run_id)
+    return missing
+
+
+def dvc_up_to_date(session: Session) -> bool:
+    """Tell whether the workspace's DVC outputs match dvc.lock (`dvc status` says nothing)."""
+    out = session.run("dvc", "status", "--json", silent=True, success_codes=[0, 1])
+    try:
+        return not json.loads(out or "{}")
+    except (TypeError, json.JSONDecodeError):
+        return False
+
+
+def ensure(session: Session) -> None:
+    """`dvc pull` the artifacts; where the remote cannot serve them, reproduce them.
+
+    Pulled models whose training runs are not in the local MLflow store (they were trained on
+    another machine or clone) are retrained, so that the provenance the API reports (`/models`)
+    points at runs the stack's MLflow server really has.
+    """
+    # A pull from an empty or unreachable remote fails; `dvc status` then tells what is missing.
+    session.run("dvc", "pull", "--quiet", success_codes=[0, 1])
+    if not dvc_up_to_date(session):
+        session.log(
+            "The DVC remote could not serve the artifacts (empty or unreachable): "
+            "reproducing them with `dvc repro` instead."
+        )
+        session.run("dvc", "repro")
+        return
+    out = session.run("python", "-m", "churn_ops.artifacts", "missing-runs", silent=True)
+    # Its last line is the JSON answer (MLflow may log before it on the same stream).
+    missing = json.loads((str(out or "").strip().splitlines() or ["[]"])[-1])
+    if missing:
+        session.log(
+            f"The artifacts are present, but their training runs ({', '.join(missing)}) are not "
+            "in the local MLflow store mlruns/: retraining with `dvc repro --force` so that the "
+            "stack's MLflow shows the runs its models come from."
+        )
+        session.run("dvc", "repro", "--force")
+        return
+    session.log("DVC artifacts are present, match dvc.lock, and their runs are in mlruns/.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: `missing-runs [ROOT]` prints the missing run ids as JSON."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "missing-runs":
+        print("usage: python -m churn_ops.artifacts missing-runs [ROOT]", file=sys.stderr)
+        return 2
+    root = Path(args[1]) if len(args) > 1 else REPO_ROOT
+    print(json.dumps(missing_runs(root)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
