@@ -1,8 +1,8 @@
 """Checks on .devcontainer/devcontainer.json: the devcontainer schema, then what Codespaces
 users rely on (image, Docker-in-Docker, ports, post-create script, extensions, resources).
 
-No Docker engine and no network needed. The schema is read from ``../shared/schemas/``
-relative to the repo root (or ``DEVCONTAINER_SCHEMA``); only that test skips where it is absent.
+No Docker engine and no network needed. The schema is the repository's own copy in
+``tests/devcontainer/schema/`` (its origin and licence beside it), or ``DEVCONTAINER_SCHEMA``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEVCONTAINER = ROOT / ".devcontainer" / "devcontainer.json"
 SCHEMA = Path(
     os.environ.get(
-        "DEVCONTAINER_SCHEMA", ROOT.parent / "shared" / "schemas" / "devContainer.base.schema.json"
+        "DEVCONTAINER_SCHEMA",
+        ROOT / "tests" / "devcontainer" / "schema" / "devContainer.base.schema.json",
     )
 )
 #: Memory measured with the stack running (MiB; docs/codespaces.md, "Resources"): MLflow 437,
@@ -41,7 +42,7 @@ def config() -> dict[str, Any]:
 def validator() -> Any:
     jsonschema = pytest.importorskip("jsonschema")
     if not SCHEMA.is_file():
-        pytest.skip(f"devcontainer schema not found at {SCHEMA}")
+        pytest.fail(f"devcontainer schema not found at {SCHEMA}")
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)

@@ -83,3 +83,25 @@ def test_the_product_never_imports_the_operations_package() -> None:
 def test_no_image_carries_the_operations_package() -> None:
     lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     assert "src/churn_ops" in lines
+
+
+def test_compose_by_hand_reads_the_root_env_file_and_the_shell_wins(tmp_path: Path) -> None:
+    """The README's by-hand line: `docker compose --env-file .env -f docker/docker-compose.yml`."""
+    from churn_ops.shell import OpsError
+    from churn_ops.stack import compose_command
+
+    try:
+        compose = compose_command()
+    except OpsError:
+        pytest.skip("no Compose CLI on this machine")
+    env_file = tmp_path / ".env"
+    env_file.write_text("API_PORT=5155\nMLFLOW_PORT=5156\n", encoding="utf-8")
+    cmd = [*compose, "--env-file", str(env_file), "-f", "docker/docker-compose.yml", "config"]
+    clean = {k: v for k, v in os.environ.items() if k not in ("API_PORT", "MLFLOW_PORT")}
+    out = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        env={**clean, "MLFLOW_PORT": "5166"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert ":5155:5000" in out.stdout and ":5166:5000" in out.stdout
+    assert ":5156:5000" not in out.stdout
