@@ -48,21 +48,24 @@ def activate(session: Session, root: Path = REPO_ROOT) -> Path:
     env = {"UV_COMPILE_BYTECODE": "1", "VIRTUAL_ENV": str(env_dir)}
     if not python.exists():
         if uv:
-            session.run(
+            session.run_install(
                 uv, "venv", "--quiet", "--python", sys.executable, str(env_dir), external=True
             )
         else:
-            session.run(sys.executable, "-m", "venv", str(env_dir), external=True)
+            session.run_install(sys.executable, "-m", "venv", str(env_dir), external=True)
     wanted = fingerprint(root)
     if not stamp.exists() or stamp.read_text(encoding="utf-8") != wanted:
         # Compiled at install time: every pipeline stage is a new process, and with
         # PYTHONDONTWRITEBYTECODE set each would otherwise compile its libraries again.
         pip = [uv, "pip"] if uv else [str(python), "-m", "pip", "--quiet"]
         quiet = ["--quiet"] if uv else []
-        session.run(*pip, "install", *quiet, "-r", str(root / DEV_LOCK), external=True, env=env)
-        session.run(
+        session.run_install(
+            *pip, "install", *quiet, "-r", str(root / DEV_LOCK), external=True, env=env
+        )
+        session.run_install(
             *pip, "install", *quiet, "--no-deps", "-e", str(root), external=True, env=env
         )  # fmt: skip
+        stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(wanted, encoding="utf-8")
     else:
         session.log(f"Using {env_dir.relative_to(root)} (up to date with {DEV_LOCK})")

@@ -29,6 +29,9 @@ class Session(Protocol):
     def run(self, *args: str, **kwargs: Any) -> Any:
         """Run a command, echoing it; raise when it fails."""
 
+    def run_install(self, *args: str, **kwargs: Any) -> Any:
+        """Run an install command (also under `nox --install-only`)."""
+
 
 def run_quiet(
     *cmd: str,

@@ -33,6 +33,8 @@ class FakeSession:
         self.ran.append(args)
         return self.script(args) if self.script else ""
 
+    run_install = run
+
 
 @pytest.fixture
 def fake_session() -> Callable[..., FakeSession]:

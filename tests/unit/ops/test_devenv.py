@@ -1,0 +1,43 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from churn_ops import devenv
+
+from .conftest import FakeSession
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "dev.lock").write_text("pytest==8.0\n", encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n", encoding="utf-8")
+    monkeypatch.setattr(devenv, "_uv", lambda: "/usr/bin/uv")
+    monkeypatch.setenv("PATH", "/usr/bin")
+    return tmp_path
+
+
+def _installs(session: FakeSession) -> list[tuple[str, ...]]:
+    return [cmd for cmd in session.ran if "install" in cmd]
+
+
+def test_one_environment_installed_once_then_reused_until_the_lock_changes(root: Path) -> None:
+    first = FakeSession()
+    env_dir = devenv.activate(first, root)
+    assert first.ran[0][:2] == ("/usr/bin/uv", "venv")
+    assert len(_installs(first)) == 2  # the lock, then the project without dependencies
+    assert os.environ["PATH"].split(os.pathsep)[0] == str(env_dir / "bin")
+    assert os.environ["VIRTUAL_ENV"] == str(env_dir)
+
+    (env_dir / "bin").mkdir(parents=True)
+    (env_dir / "bin" / "python").touch()
+    second = FakeSession()
+    devenv.activate(second, root)
+    assert _installs(second) == []
+    assert os.environ["PATH"].count(str(env_dir / "bin")) == 1
+
+    (root / "requirements" / "dev.lock").write_text("pytest==9.0\n", encoding="utf-8")
+    third = FakeSession()
+    devenv.activate(third, root)
+    assert len(_installs(third)) == 2
