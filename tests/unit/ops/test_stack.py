@@ -118,3 +118,22 @@ def test_unanswered_names_the_silent_url() -> None:
 
     url = f"http://127.0.0.1:{free_port()}"
     assert ops_stack.unanswered({"API_URL": url}, timeout=1) == [f"API_URL={url}"]
+
+
+def test_containers_come_from_compose_labels_in_one_docker_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def fake_docker(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, "api 1111\nmlflow 2222\n", "")
+
+    monkeypatch.setattr(ops_stack, "docker", fake_docker)
+    monkeypatch.delenv("COMPOSE_PROJECT_NAME", raising=False)
+    stack = Stack(mlruns_dir=Path("/m"), logs_dir=Path("/l"), compose=["x"])
+    assert stack.project_name() == "docker"  # Compose's default: the compose file's folder
+    assert stack.containers() == {"mlflow": "2222", "api": "1111"}
+    assert len(calls) == 1 and "label=com.docker.compose.project=docker" in calls[0]
+    stack.project = "Churn.Ops"
+    assert stack.project_name() == "churnops"
