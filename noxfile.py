@@ -157,7 +157,7 @@ def smoke(session: nox.Session) -> None:
     silent = unanswered(env)
     if silent:
         session.error(
-            f"Nothing answers at {', '.join(silent)}: start the stack first with `nox -s up`."
+            f"Nothing answers at {', '.join(silent)}: start the stack first with `nox -s up`"
         )
     dev(session)
     pytest(session, "tests/smoke", *session.posargs, **env)

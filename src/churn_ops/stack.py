@@ -347,7 +347,7 @@ class Stack:
         return gone
 
 
-def unanswered(urls: Mapping[str, str], path: str = "/health", timeout: float = 3) -> list[str]:
+def unanswered(urls: Mapping[str, str], path: str = "/health", timeout: float = 10) -> list[str]:
     """Return ``NAME=url`` for each URL where nothing answers ``path`` with a 2xx."""
     silent = []
     for name, url in urls.items():
