@@ -86,8 +86,8 @@ def tests(session: nox.Session) -> None:
 @menu()
 def lock(session: nox.Session) -> None:
     """Regenerate the hashed lock files (images and dev) from pyproject.toml with uv."""
-    if not ensure_tool(session, "uv", "uv", " or `pip install uv`"):
-        session.error("uv is needed to compile the lock files")
+    if shutil.which("uv") is None:
+        session.error("'uv' is not installed: `pip install uv` (requirements/tools.txt pins it)")
     common = ["uv", "pip", "compile", "--universal", "--python-version", "3.11"]
     common += ["--generate-hashes", "--quiet"]
     api_lock = "docker/requirements/api.lock"
