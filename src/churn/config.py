@@ -40,6 +40,8 @@ ENV_VARS: dict[str, str] = {
     "max_batch": "CHURN_MAX_BATCH",
     "max_body_bytes": "CHURN_MAX_BODY_BYTES",
     "stats_interval": "CHURN_STATS_INTERVAL",
+    "drift_window_records": "CHURN_DRIFT_WINDOW_RECORDS",
+    "drift_window_seconds": "CHURN_DRIFT_WINDOW_SECONDS",
     "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
     "mlflow_ui_url": "MLFLOW_UI_URL",
     "mlflow_port": "MLFLOW_PORT",
@@ -76,6 +78,9 @@ class ApiSettings:
     max_batch: int = 1000
     max_body_bytes: int = 2 * 1024 * 1024
     stats_interval: float = 10.0
+    #: Drift windows close at this many records, or after this many seconds (churn.drift).
+    drift_window_records: int = 1000
+    drift_window_seconds: float = 300.0
     mlflow_tracking_uri: str | None = None
     #: Public URL of the MLflow UI for the page's link; derived when not given (see below).
     mlflow_ui_url: str | None = None
@@ -210,6 +215,8 @@ PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "max_batch": _int(1, 100_000),
     "max_body_bytes": _int(MIN_BODY_BYTES, 1024 * 1024 * 1024),
     "stats_interval": _float(0.0, 86_400.0, open_low=True),
+    "drift_window_records": _int(1, 10_000_000),
+    "drift_window_seconds": _float(0.0, 30 * 86_400.0, open_low=True),
     # Any scheme is accepted (MLflow also knows sqlite:, file:); only http(s) enables stats.
     "mlflow_tracking_uri": _optional_text,
     "mlflow_ui_url": _http_url,

@@ -2,9 +2,11 @@
 
 The ``train`` stage, once per version: v1 is a logistic regression (the baseline), v2 a
 histogram gradient boosting classifier; both take the preprocessor's output array. Each run
-writes ``models/model_<v>.pkl`` and its metadata record ``models/model_<v>.json`` (format in
-docs/ARCHITECTURE.md), and logs params, metrics, the full preprocessing + model pipeline and
-the preprocessing files to MLflow, registering the model there (see `churn.mlflow_store`).
+writes ``models/model_<v>.pkl``, its metadata record ``models/model_<v>.json`` (format in
+docs/ARCHITECTURE.md) and the reference distributions for drift monitoring
+``models/model_<v>.reference.json`` (`churn.drift`), and logs params, metrics, the full
+preprocessing + model pipeline and the preprocessing files to MLflow, registering the model
+there (see `churn.mlflow_store`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from churn import dataset
+from churn import dataset, drift
 from churn.evaluate import compute_metrics, held_out
 from churn.features import features
 from churn.params import ArtifactPaths, ModelParams, PipelineParams
@@ -122,7 +124,8 @@ def _train(paths: ArtifactPaths, params: PipelineParams, version: str) -> dict[s
     data = load_training_data(paths)
     classifier, seconds = fit(model, data)
     x_test, y_test = held_out(paths)
-    metrics = compute_metrics(y_test, classifier.predict_proba(x_test)[:, 1])
+    scores = classifier.predict_proba(x_test)[:, 1]
+    metrics = compute_metrics(y_test, scores)
     log.info("train %s (%s) in %.2f s: %s", version, model.algorithm, seconds, metrics)
 
     paths.models.mkdir(parents=True, exist_ok=True)
@@ -172,4 +175,9 @@ def _train(paths: ArtifactPaths, params: PipelineParams, version: str) -> dict[s
         "metrics": metrics,
     }
     paths.metadata(version).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    inputs = features(data.frame)
+    drift.write_reference(
+        drift.reference_path(paths.models, version),
+        drift.build_reference(version, {c: inputs[c].tolist() for c in inputs}, scores.tolist()),
+    )
     return record

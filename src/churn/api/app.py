@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from flask import Flask, Response
 
-from churn.api import docs, health, metrics, models, predict, ui
+from churn.api import docs, health, metrics, models, monitoring, predict, ui
 from churn.api.errors import register_error_handlers
 from churn.api.metrics import ApiMetrics
 from churn.api.models import describe_models
@@ -86,6 +86,10 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         )
         api_metrics.watch_mlflow(lambda: stats.is_up)
 
+    drift = monitoring.load_monitor(settings, served.versions) if served is not None else None
+    if drift is not None:
+        api_metrics.registry.register(drift)
+
     state = ApiState(
         settings=settings,
         metrics=api_metrics,
@@ -95,6 +99,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         stats=stats,
         models_document=describe_models(served, settings, load_error),
         openapi_document=build_openapi(settings),
+        drift=drift,
     )
     app.extensions[EXTENSION_KEY] = state
 
@@ -102,7 +107,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         state.internal_errors += 1
 
     register_error_handlers(app, count_internal_error)
-    for blueprint in (ui.bp, health.bp, models.bp, predict.bp, docs.bp, metrics.bp):
+    for blueprint in (ui.bp, health.bp, models.bp, predict.bp, docs.bp, metrics.bp, monitoring.bp):
         app.register_blueprint(blueprint)
     app.before_request(_start_request)
     app.after_request(_finish_request)

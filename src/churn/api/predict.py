@@ -47,6 +47,8 @@ def _score(
         )
     probabilities = state.models.predict_proba(version, records)
     ctx.probabilities = probabilities
+    if state.drift is not None:  # counts into bins only; the records are not kept
+        state.drift.observe(version, records, probabilities.tolist())
     return probabilities
 
 

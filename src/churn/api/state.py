@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from churn.api.stats import MlflowStats
     from churn.api.validation import CustomerValidator
     from churn.config import ApiSettings
+    from churn.drift import DriftMonitor
     from churn.predict import ServingModels
 
 __all__ = ["ApiState", "get_state", "request_objects"]
@@ -35,6 +36,8 @@ class ApiState:
     #: The /models answer and the OpenAPI document, computed once.
     models_document: dict[str, Any] = field(default_factory=dict)
     openapi_document: dict[str, Any] = field(default_factory=dict)
+    #: Served-input counts for drift, or None when no model has a reference (churn.drift).
+    drift: DriftMonitor | None = None
     #: How often the catch-all error handler answered (tests assert it stays 0).
     internal_errors: int = 0
 
