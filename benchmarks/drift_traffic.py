@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     if not 0 < args.records <= 100_000:
         parser.error("--records must be between 1 and 100000")
     answered = send(args.url, args.records, args.seed, args.shift, args.model)
-    print(f"{answered} of {args.records} customers answered ({'shifted' if args.shift else 'plain'})")
+    kind = "shifted" if args.shift else "plain"
+    print(f"{answered} of {args.records} customers answered ({kind})")
 
 
 if __name__ == "__main__":
