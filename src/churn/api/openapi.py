@@ -362,6 +362,20 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
                 "responses": {"200": _ok("The docs page.", html, "text/html")},
             }
         },
+        "/monitoring/drift": {
+            "get": {
+                "summary": "Drift of one model version's inputs and scores (bin counts and PSI)",
+                "tags": ["operations"],
+                "description": "The training shares of each bin of every input column and of "
+                "the churn probability, and the counts and PSI of the last closed and the open "
+                "window of served records (docs/monitoring.md). No record is kept.",
+                "parameters": [model_param],
+                "responses": {
+                    "200": _ok("Reference shares, window counts and PSI.", {"type": "object"}),
+                    "404": _error("Unknown model version, or no reference to compare with."),
+                },
+            }
+        },
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",
