@@ -1,7 +1,7 @@
 """Drift without keeping customer data: reference histograms, windowed counts and PSI.
 
 At training time `build_reference` turns the training inputs and the model's held-out
-probabilities into a small JSON document (``models/model_<v>.reference.json``): for every
+probabilities into a small JSON document (``models/reference_<v>.json``): for every
 input column the training share of each bin (deciles for numeric columns, plus a bin for a
 missing value; one bin per allowed spelling for categorical ones), and the same for the
 predicted probability. The API loads it into a `DriftMonitor`, which counts every served
@@ -63,7 +63,7 @@ SCORE_BUCKETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
 
 def reference_path(models_dir: Path, version: str) -> Path:
     """Return where the reference of ``version`` lives, beside its metadata record."""
-    return models_dir / f"model_{version}.reference.json"
+    return models_dir / f"reference_{version}.json"
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ The ``train`` stage, once per version: v1 is a logistic regression (the baseline
 histogram gradient boosting classifier; both take the preprocessor's output array. Each run
 writes ``models/model_<v>.pkl``, its metadata record ``models/model_<v>.json`` (format in
 docs/ARCHITECTURE.md) and the reference distributions for drift monitoring
-``models/model_<v>.reference.json`` (`churn.drift`), and logs params, metrics, the full
+``models/reference_<v>.json`` (`churn.drift`), and logs params, metrics, the full
 preprocessing + model pipeline and the preprocessing files to MLflow, registering the model
 there (see `churn.mlflow_store`).
 """

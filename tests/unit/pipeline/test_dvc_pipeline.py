@@ -46,8 +46,8 @@ OUTPUTS = {
     "models/model_v1.json",
     "models/model_v2.pkl",
     "models/model_v2.json",
-    "models/model_v1.reference.json",
-    "models/model_v2.reference.json",
+    "models/reference_v1.json",
+    "models/reference_v2.json",
     "models/metrics.json",
 }
 
