@@ -22,7 +22,7 @@ import nox
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))  # the operations package, from the Python running nox
 
-from churn_ops import artifacts, devenv, dotenv, images, lifecycle, training
+from churn_ops import artifacts, devenv, dotenv, images, lifecycle, monitoring, training
 from churn_ops import publish as publishing
 from churn_ops.shell import OpsError, ensure_tool
 from churn_ops.stack import Stack, docker_answers, require_docker, unanswered
@@ -120,14 +120,8 @@ def train(session: nox.Session) -> None:
 def serve(session: nox.Session) -> None:
     """Serve the API locally with Waitress, without Docker (needs the artifacts)."""
     dev(session)
-    session.run(
-        "python",
-        "-m",
-        "churn.api.serve",
-        *session.posargs,
-        external=True,
-        env={"CHURN_ROOT": str(ROOT)},
-    )
+    serve_args = ("python", "-m", "churn.api.serve", *session.posargs)
+    session.run(*serve_args, external=True, env={"CHURN_ROOT": str(ROOT)})
 
 
 @menu()
@@ -141,9 +135,17 @@ def build(session: nox.Session) -> None:
 
 @menu()
 def up(session: nox.Session) -> None:
-    """Start the Compose stack and wait until both services are healthy."""
+    """Start the Compose stack and wait until healthy (`-- --monitoring`: with Prometheus)."""
     require_docker()
-    lifecycle.bring_up(session, Stack.from_environment(ROOT), list(session.posargs))
+    args, with_prometheus = monitoring.split_flag(list(session.posargs))
+    stack = Stack.from_environment(ROOT)
+    if with_prometheus:
+        monitoring.ensure_image(session, ROOT)
+        stack.extra_files.append(monitoring.override_file(ROOT))
+    lifecycle.bring_up(session, stack, args)
+    if with_prometheus:
+        monitoring.wait_healthy(stack)
+        session.log(f"  {'Dashboard':10} {monitoring.dashboard_url()}")
 
 
 @menu()
@@ -167,7 +169,9 @@ def smoke(session: nox.Session) -> None:
 def down(session: nox.Session) -> None:
     """Stop the stack; data is kept (`-- --volumes` also deletes mlruns/ and logs/)."""
     require_docker()
-    lifecycle.take_down(session, Stack.from_environment(ROOT), list(session.posargs))
+    stack = Stack.from_environment(ROOT)
+    stack.extra_files.append(monitoring.override_file(ROOT))  # Prometheus too, if it was started
+    lifecycle.take_down(session, stack, list(session.posargs))
 
 
 @menu()
@@ -262,6 +266,20 @@ def bench(session: nox.Session) -> None:
     session.run(
         "python", "-m", "benchmarks", *args, "--stack-note", note, *session.posargs, external=True
     )
+
+
+@menu(name="monitoring-rules")
+def monitoring_rules(session: nox.Session) -> None:
+    """Check and unit-test the Prometheus alert rules with promtool."""
+    monitoring.test_rules(session)
+
+
+@menu(name="drift-report")
+def drift_report(session: nox.Session) -> None:
+    """Write the running API's drift report (reports/) and log it to MLflow."""
+    dev(session)
+    url = os.environ.get("API_URL", Stack.from_environment(ROOT).api_url)
+    session.run("python", "-m", "churn.drift_report", "--url", url, *session.posargs, external=True)
 
 
 @menu()

@@ -109,10 +109,15 @@ def base_image(session: Session, root: Path = REPO_ROOT) -> str:
 
 
 def build_command(
-    image: str, tags: list[str], args: dict[str, str], extra: list[str], root: Path = REPO_ROOT
+    image: str,
+    tags: list[str],
+    args: dict[str, str],
+    extra: list[str],
+    root: Path = REPO_ROOT,
+    dockerfile: str | None = None,
 ) -> list[str]:
     """Return the `docker build` command line of one image (context: the repo root)."""
-    cmd = ["docker", "build", "-f", str(root / DOCKERFILES[image])]
+    cmd = ["docker", "build", "-f", str(root / (dockerfile or DOCKERFILES[image]))]
     for tag in tags:
         cmd += ["-t", tag]
     return [*cmd, *[f"--build-arg={k}={v}" for k, v in args.items()], *extra, str(root)]
