@@ -2,17 +2,16 @@
 
 The model is the one the v2 training run logged (a scikit-learn Pipeline: the preprocessor
 and the HistGradientBoosting classifier, ``pyfunc_predict_fn="predict_proba"``). It is found
-through ``models/model_v2.json``: its registered model and version, else its run id, in the
-local store ``sqlite:///<root>/mlruns/mlflow.db``. It is served with ``--env-manager local``
-from the running Python environment (uvicorn must be on PATH: the environment's ``bin``
-folder is put first), on a free port of 127.0.0.1, in its own process group so that stopping
-it stops its uvicorn child too.
+through the run record ``models/model_v2.run.json`` (`churn.model_record`): its registered
+model and version, else its run id, in the local store ``sqlite:///<root>/mlruns/mlflow.db``.
+It is served with ``--env-manager local`` from the running Python environment (uvicorn must
+be on PATH: the environment's ``bin`` folder is put first), on a free port of 127.0.0.1, in
+its own process group so that stopping it stops its uvicorn child too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -24,7 +23,8 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from churn.model_record import RecordError, read_record, read_run, run_path
 
 __all__ = [
     "MlflowModel",
@@ -58,17 +58,18 @@ def find_model(root: Path, version: str = "v2") -> MlflowModel:
     """Return the MLflow model of ``version`` from its metadata record and the local store.
 
     Raises:
-        MlflowServeError: no metadata record, no MLflow record in it, or no local store.
+        MlflowServeError: no model record, no run record with MLflow facts, or no local store.
 
     """
-    meta_path = root / "models" / f"model_{version}.json"
+    models = root / "models"
     try:
-        metadata: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise MlflowServeError(f"{meta_path}: cannot read the metadata record ({exc})") from None
-    record = metadata.get("mlflow")
-    if not isinstance(record, dict):
-        raise MlflowServeError(f"{meta_path}: no 'mlflow' record (trained without MLflow?)")
+        run = read_run(models, read_record(models, version))
+    except RecordError as exc:
+        raise MlflowServeError(f"cannot read the model record ({exc})") from None
+    meta_path = run_path(models, version)
+    if run is None or not run.mlflow:
+        raise MlflowServeError(f"{meta_path}: no run record with MLflow facts (trained elsewhere?)")
+    record = run.mlflow
     name, number = record.get("registered_model"), record.get("registered_version")
     run_id = record.get("run_id") or None
     if name and number:

@@ -25,6 +25,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from churn.model_record import (
+    ArtifactRef,
+    ModelRecord,
+    RunRecord,
+    file_sha256,
+    write_record,
+    write_run,
+)
 from churn.schema import (
     CATEGORICAL,
     CATEGORICAL_FEATURES,
@@ -121,10 +129,6 @@ def _plausible_churn(records: list[dict[str, object]], rng: np.random.Generator)
         p = 1.0 / (1.0 + np.exp(-z))
         labels.append(TARGET_CLASSES[int(rng.random() < p)])
     return labels
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def build_artifacts(root: Path, *, n_rows: int = FIXTURE_ROWS, seed: int = FIXTURE_SEED) -> Path:
@@ -225,30 +229,33 @@ def build_artifacts(root: Path, *, n_rows: int = FIXTURE_ROWS, seed: int = FIXTU
             "preprocessor": "data/processed/preprocessor.pkl",
             "label_encoder": "data/processed/label_encoder.pkl",
         }
-        record = {
-            "version": version,
-            "algorithm": type(model).__name__,
-            "hyperparameters": hyperparameters,
-            "artifacts": {
-                kind: {"path": rel, "sha256": _sha256(root / rel)}
-                for kind, rel in artifacts.items()
+        record = ModelRecord(
+            version=version,
+            algorithm=type(model).__name__,
+            hyperparameters=hyperparameters,
+            artifacts={
+                kind: ArtifactRef(rel, file_sha256(root / rel)) for kind, rel in artifacts.items()
             },
-            "training_data_sha256": _sha256(processed / "train.csv"),
-            "trained_at": "2026-11-27T09:00:00Z",
-            "training_seconds": seconds,
-            "library_versions": versions,
-            "mlflow": {
-                "tracking_uri": "sqlite:///mlruns/mlflow.db",
-                "experiment": "churn-prediction",
-                "run_id": hashlib.md5(version.encode()).hexdigest(),  # a fake, stable run id
-                "registered_model": f"churn-model-{version}",
-                "registered_version": "1",
-            },
-            "metrics": metrics,
-        }
-        (models / f"model_{version}.json").write_text(
-            json.dumps(record, indent=2) + "\n", encoding="utf-8"
+            training_data_sha256=file_sha256(processed / "train.csv"),
+            metrics=metrics,
         )
+        write_record(models, record)
+        mlflow = {
+            "tracking_uri": "sqlite:///mlruns/mlflow.db",
+            "experiment": "churn-prediction",
+            "run_id": hashlib.md5(version.encode()).hexdigest(),  # a fake, stable run id
+            "registered_model": f"churn-model-{version}",
+            "registered_version": "1",
+        }
+        run = RunRecord(
+            version,
+            record.artifact("model").sha256,
+            "2026-11-27T09:00:00Z",
+            seconds,
+            versions,
+            mlflow,
+        )
+        write_run(models, run)
     (models / "metrics.json").write_text(json.dumps(all_metrics, indent=2) + "\n", "utf-8")
     return root
 
@@ -262,13 +269,14 @@ def artifact_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         data/processed/train.csv, test.csv      1,600 / 400 random valid customers + Churn
         data/processed/preprocessor.pkl         fitted ColumnTransformer (median+scale, one-hot)
         data/processed/label_encoder.pkl        LabelEncoder on Churn (["No", "Yes"])
-        models/model_v1.pkl, model_v1.json      LogisticRegression (C=1.0)
+        models/model_v1.pkl, model_v1.json      LogisticRegression (C=1.0), its model record
+        models/model_v1.run.json                its run record (a fake MLflow run)
         models/model_v2.pkl, model_v2.json      HistGradientBoostingClassifier (100 trees)
+        models/model_v2.run.json
         models/metrics.json                     {"v1": {...}, "v2": {...}} held-out metrics
 
-    Each ``model_vN.json`` carries the correct sha256 of its three artifacts, plus realistic
-    ``algorithm``, ``hyperparameters``, ``training_data_sha256``, ``trained_at``,
-    ``training_seconds``, ``library_versions``, ``mlflow`` and ``metrics`` fields.
+    Each ``model_vN.json`` (`churn.model_record.ModelRecord`) carries the correct sha256 of
+    its artifacts and realistic other fields; each ``model_vN.run.json`` a fake MLflow run.
     Built once per session (about 1-2 s on 2 busy cores, after imports). Shared: do not
     modify it; tamper with ``artifact_copy`` instead.
     Use it as ``ServingModels.load(artifact_root)`` or as the API's model root setting.

@@ -9,7 +9,6 @@ every missing column and every unknown value, column by column.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -345,12 +344,3 @@ def materialize_raw(target: Path, data: DataParams, root: Path) -> Path:
         shutil.copyfile(source, target)
         return target
     return write_csv(generate(data.n_rows, data.seed), target)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Return the hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import joblib
 import numpy as np
@@ -27,6 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from churn import dataset
 from churn.features import features
+from churn.model_record import ModelRecord, RecordError, file_sha256, read_record
 from churn.params import ArtifactPaths
 from churn.schema import TARGET_COLUMN
 
@@ -76,14 +76,16 @@ def held_out(paths: ArtifactPaths) -> tuple[np.ndarray, np.ndarray]:
     return x_test, y_test
 
 
-def _check_artifacts(paths: ArtifactPaths, version: str) -> dict[str, Any]:
-    """Load the metadata of ``version`` and check every artifact's sha256 against it."""
-    record: dict[str, Any] = json.loads(paths.metadata(version).read_text(encoding="utf-8"))
-    for kind, artifact in record["artifacts"].items():
-        actual = dataset.file_sha256(paths.root / artifact["path"])
-        if actual != artifact["sha256"]:
+def _check_artifacts(paths: ArtifactPaths, version: str) -> ModelRecord:
+    """Read the record of ``version`` and check every artifact's sha256 against it."""
+    try:
+        record = read_record(paths.models, version)
+    except RecordError as exc:
+        raise RuntimeError(f"{exc}: re-run `dvc repro`") from None
+    for kind, artifact in record.artifacts.items():
+        if file_sha256(paths.root / artifact.path) != artifact.sha256:
             raise RuntimeError(
-                f"{artifact['path']} ({kind} of {version}) does not match its metadata "
+                f"{artifact.path} ({kind} of {version}) does not match its record "
                 f"{paths.relative(paths.metadata(version))}: re-run `dvc repro`"
             )
     return record

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from churn.model_record import record_path
+
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_PARAMS_FILE",
@@ -131,8 +133,8 @@ class ArtifactPaths:
         return self.models / f"model_{version}.pkl"
 
     def metadata(self, version: str) -> Path:
-        """Return the path of the metadata record of ``version``."""
-        return self.models / f"model_{version}.json"
+        """Return the path of the model record of ``version`` (see `churn.model_record`)."""
+        return record_path(self.models, version)
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the root, with forward slashes (as in the metadata)."""

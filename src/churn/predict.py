@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from churn.model_record import ModelRecord, RunRecord, describe
 from churn.schema import TARGET_CLASSES
-from churn.serving.artifacts import ArtifactError, load_verified, read_metadata, verify_artifact
+from churn.serving.artifacts import ArtifactError, load_verified, read_records, verify_artifact
 from churn.serving.features import CompiledPreprocessor
 from churn.serving.scorers import Scorer, compile_model
 
@@ -50,14 +51,21 @@ class ModelInfo:
 
     Attributes:
         version: "v1", "v2", ...
-        metadata: the ``models/model_<version>.json`` record, as read.
+        record: its model record (``models/model_<version>.json``).
+        run: its run record (MLflow run, training time...), None when unknown.
         engine: how it is evaluated: "numpy-linear", "numpy-trees" or "sklearn-estimator".
 
     """
 
     version: str
-    metadata: dict[str, Any]
+    record: ModelRecord
+    run: RunRecord | None = None
     engine: str = ""
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The record and its run as one mapping (`churn.model_record.describe`)."""
+        return describe(self.record, self.run)
 
 
 @dataclass(frozen=True)
@@ -93,26 +101,26 @@ class ServingModels:
         loaded: dict[tuple[Path, str], object] = {}
         compiled: dict[tuple[Path, str], CompiledPreprocessor] = {}
 
-        def load(kind: str, metadata: dict[str, Any]) -> tuple[Path, tuple[Path, str], object]:
-            entry = metadata["artifacts"][kind]
-            path = root / entry["path"]
-            key = (path, entry["sha256"].strip().lower())
+        def load(kind: str, record: ModelRecord) -> tuple[Path, tuple[Path, str], object]:
+            entry = record.artifact(kind)
+            path = root / entry.path
+            key = (path, entry.sha256)
             if key not in loaded:
-                loaded[key] = load_verified(path, entry["sha256"])
+                loaded[key] = load_verified(path, entry.sha256)
             return path, key, loaded[key]
 
         served: dict[str, _Served] = {}
         for version in versions:
-            metadata = read_metadata(root, version)
-            model_path, _, model = load("model", metadata)
-            pre_path, pre_key, preprocessor = load("preprocessor", metadata)
-            encoder_path, _, encoder = load("label_encoder", metadata)
+            record, run = read_records(root, version)
+            model_path, _, model = load("model", record)
+            pre_path, pre_key, preprocessor = load("preprocessor", record)
+            encoder_path, _, encoder = load("label_encoder", record)
             if pre_key not in compiled:
                 compiled[pre_key] = CompiledPreprocessor.from_fitted(preprocessor, pre_path)
             pre = compiled[pre_key]
             positive = _positive_column(model, model_path, encoder, encoder_path, pre)
             scorer = compile_model(model, pre, positive)
-            served[version] = _Served(ModelInfo(version, metadata, scorer.engine), scorer)
+            served[version] = _Served(ModelInfo(version, record, run, scorer.engine), scorer)
         return cls(served)
 
     def _get(self, version: str) -> _Served:

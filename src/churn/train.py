@@ -2,17 +2,16 @@
 
 The ``train`` stage, once per version: v1 is a logistic regression (the baseline), v2 a
 histogram gradient boosting classifier; both take the preprocessor's output array. Each run
-writes ``models/model_<v>.pkl``, its metadata record ``models/model_<v>.json`` (format in
-docs/ARCHITECTURE.md) and the reference distributions for drift monitoring
-``models/reference_<v>.json`` (`churn.drift`), and logs params, metrics, the full
-preprocessing + model pipeline and the preprocessing files to MLflow, registering the model
-there (see `churn.mlflow_store`).
+writes ``models/model_<v>.pkl``, its model record ``models/model_<v>.json``, its run
+record ``models/model_<v>.run.json`` (see `churn.model_record`) and the reference
+distributions for drift monitoring ``models/reference_<v>.json`` (`churn.drift`), and logs
+params, metrics, the full preprocessing + model pipeline and the preprocessing files to
+MLflow, registering the model there (see `churn.mlflow_store`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import platform
 import time
@@ -34,6 +33,14 @@ from threadpoolctl import threadpool_limits
 from churn import dataset, drift
 from churn.evaluate import compute_metrics, held_out
 from churn.features import features
+from churn.model_record import (
+    ArtifactRef,
+    ModelRecord,
+    RunRecord,
+    file_sha256,
+    write_record,
+    write_run,
+)
 from churn.params import ArtifactPaths, ModelParams, PipelineParams
 from churn.schema import TARGET_COLUMN
 
@@ -51,6 +58,11 @@ _CLASSES: dict[str, Callable[..., ClassifierMixin]] = {
 }
 #: Rows of the training data logged to MLflow as the model's input example.
 _EXAMPLE_ROWS = 5
+#: Decimals kept of a fitted linear model's coefficients and intercept. The BLAS kernels of
+#: different processors move newton-cholesky's solution by about 5e-14 (measured: up to
+#: 4e-8 with lbfgs at its default tolerance); rounding to 1e-8 makes the model file the same
+#: bytes on every machine, and moves a log-odds by less than 1e-6 (docs/ARCHITECTURE.md).
+LINEAR_DECIMALS = 8
 
 
 @dataclass(frozen=True)
@@ -92,7 +104,21 @@ def fit(model: ModelParams, data: TrainingData) -> tuple[ClassifierMixin, float]
     with threadpool_limits(limits=1):  # see `train`
         started = time.perf_counter()
         classifier.fit(data.x, data.y)
-        return classifier, time.perf_counter() - started
+        seconds = time.perf_counter() - started
+    return settle(classifier), seconds
+
+
+def settle(classifier: ClassifierMixin) -> ClassifierMixin:
+    """Round a fitted linear model's parameters to `LINEAR_DECIMALS`, in place; return it.
+
+    The rounded model is the model: its file, its metrics and every served prediction come
+    from these values. Other estimators are returned as they are (the tree ensemble's fit
+    uses no BLAS and is already the same on every machine).
+    """
+    if isinstance(classifier, LogisticRegression):
+        classifier.coef_ = np.round(classifier.coef_, LINEAR_DECIMALS)
+        classifier.intercept_ = np.round(classifier.intercept_, LINEAR_DECIMALS)
+    return classifier
 
 
 def library_versions() -> dict[str, str]:
@@ -108,8 +134,8 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def train(paths: ArtifactPaths, params: PipelineParams, version: str) -> dict[str, Any]:
-    """Run the ``train`` stage for ``version``; return the metadata record it wrote.
+def train(paths: ArtifactPaths, params: PipelineParams, version: str) -> ModelRecord:
+    """Run the ``train`` stage for ``version``; return the model record it wrote.
 
     Runs on one thread (OpenMP and BLAS): the same model bits whatever the core count, and
     no thread contention on a shared machine, where two threads made HistGradientBoosting
@@ -119,7 +145,7 @@ def train(paths: ArtifactPaths, params: PipelineParams, version: str) -> dict[st
         return _train(paths, params, version)
 
 
-def _train(paths: ArtifactPaths, params: PipelineParams, version: str) -> dict[str, Any]:
+def _train(paths: ArtifactPaths, params: PipelineParams, version: str) -> ModelRecord:
     model = params.model(version)
     data = load_training_data(paths)
     classifier, seconds = fit(model, data)
@@ -135,7 +161,19 @@ def _train(paths: ArtifactPaths, params: PipelineParams, version: str) -> dict[s
         "preprocessor": paths.preprocessor,
         "label_encoder": paths.label_encoder,
     }
-    data_sha256 = dataset.file_sha256(paths.train_csv)
+    data_sha256 = file_sha256(paths.train_csv)
+    record = ModelRecord(
+        version=version,
+        algorithm=model.algorithm,
+        hyperparameters=hyperparameters(model),
+        artifacts={
+            kind: ArtifactRef(paths.relative(path), file_sha256(path))
+            for kind, path in artifact_files.items()
+        },
+        training_data_sha256=data_sha256,
+        metrics=metrics,
+    )
+    write_record(paths.models, record)
 
     from churn import mlflow_store  # training only: keeps MLflow out of every other import
 
@@ -156,25 +194,19 @@ def _train(paths: ArtifactPaths, params: PipelineParams, version: str) -> dict[s
         },
         metrics=metrics,
         tags={"data_sha256": data_sha256, "algorithm": model.algorithm},
-        artifacts=artifact_files,
+        artifacts={**artifact_files, "record": paths.metadata(version)},
     )
-
-    record: dict[str, Any] = {
-        "version": version,
-        "algorithm": model.algorithm,
-        "hyperparameters": hyperparameters(model),
-        "artifacts": {
-            kind: {"path": paths.relative(path), "sha256": dataset.file_sha256(path)}
-            for kind, path in artifact_files.items()
-        },
-        "training_data_sha256": data_sha256,
-        "trained_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "training_seconds": round(seconds, 3),
-        "library_versions": library_versions(),
-        "mlflow": tracking,
-        "metrics": metrics,
-    }
-    paths.metadata(version).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_run(
+        paths.models,
+        RunRecord(
+            version=version,
+            model_sha256=record.artifact("model").sha256,
+            trained_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            training_seconds=round(seconds, 3),
+            library_versions=library_versions(),
+            mlflow=tracking,
+        ),
+    )
     inputs = features(data.frame)
     drift.write_reference(
         drift.reference_path(paths.models, version),

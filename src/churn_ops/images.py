@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -40,6 +41,25 @@ def build_args(version: str, revision: str) -> dict[str, str]:
     """Return the label arguments of a build: version, revision and a fresh creation time."""
     created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"VERSION": version, "REVISION": revision, "CREATED": created}
+
+
+def model_artifact_labels(root: Path = REPO_ROOT) -> dict[str, str]:
+    """Return the labels naming the model bytes the API image holds, from the model records.
+
+    ``org.churn.model.<v>.sha256`` is the model file's, ``org.churn.model.<v>.<kind>.sha256``
+    each other artifact's (``compiled``: the file the API loads) and
+    ``org.churn.model.<v>.record.sha256`` the record's own (`churn.model_record`).
+    """
+    labels = {}
+    for path in sorted((root / "models").glob("model_v*.json")):
+        version = path.name.removeprefix("model_").removesuffix(".json")
+        if "." in version:  # model_v1.run.json, model_v1.compiled.json: not a record
+            continue
+        prefix = f"org.churn.model.{version}"
+        for kind, entry in json.loads(path.read_text(encoding="utf-8"))["artifacts"].items():
+            labels[prefix if kind == "model" else f"{prefix}.{kind}"] = entry["sha256"]
+        labels[f"{prefix}.record"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {f"{key}.sha256": value for key, value in labels.items()}
 
 
 def image_ref(name: str) -> str:
@@ -132,9 +152,12 @@ def build_all(session: Session, extra: list[str], root: Path = REPO_ROOT) -> Non
     if env and os.environ.get("DOCKER_BUILDKIT") == "1":
         session.log("buildx is not installed: building with the classic builder")
     tag = os.environ.get("IMAGE_TAG") or "latest"
+    model_labels = [f"--label={k}={v}" for k, v in model_artifact_labels(root).items()]
     for image in DOCKERFILES:
         started = time.monotonic()
         tags = [f"{image}:{tag}"] + ([f"{image}:{version}"] if tag == "latest" else [])
-        session.run(*build_command(image, tags, args, extra, root), external=True, env=env)
+        labels = model_labels if image == API_IMAGE else []
+        command = build_command(image, tags, args, [*labels, *extra], root)
+        session.run(*command, external=True, env=env)
         took = time.monotonic() - started
         session.log(f"built {', '.join(tags)} on {base} in {took:.0f} s")

@@ -21,6 +21,7 @@ import pytest
 import requests
 from publish_support import (
     IMAGES,
+    MAIN_ROOT,
     NAMESPACE,
     TRAINING_STORE,
     Registry,
@@ -127,6 +128,29 @@ def test_pushed_images_carry_the_oci_labels(
         assert labels["org.opencontainers.image.source"].startswith("https://")
         assert labels["org.opencontainers.image.licenses"] == "MIT"
         assert labels["org.opencontainers.image.title"] == image
+
+
+def test_the_pushed_api_image_names_the_model_bytes_it_holds(
+    published: Run, registry: Registry, version: str
+) -> None:
+    # Labels set by `nox -s build` from the model records of the checkout it built from.
+    from churn.model_record import file_sha256, read_record, record_path
+
+    repo = f"{NAMESPACE}/{IMAGES[0]}"  # the API image
+    _, manifest = registry.manifest(repo, version)
+    labels = registry.get(f"/v2/{repo}/blobs/{manifest['config']['digest']}").json()["config"][
+        "Labels"
+    ]
+    models = MAIN_ROOT / "models"
+    for version_name in ("v1", "v2"):
+        record = read_record(models, version_name)
+        prefix = f"org.churn.model.{version_name}"
+        assert labels[f"{prefix}.sha256"] == record.artifact("model").sha256
+        assert labels[f"{prefix}.sha256"] == file_sha256(MAIN_ROOT / record.artifact("model").path)
+        for kind, ref in record.artifacts.items():
+            if kind != "model":
+                assert labels[f"{prefix}.{kind}.sha256"] == ref.sha256
+        assert labels[f"{prefix}.record.sha256"] == file_sha256(record_path(models, version_name))
 
 
 def test_printed_digests_are_what_the_registry_serves(

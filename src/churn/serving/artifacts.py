@@ -1,15 +1,18 @@
-"""Reading model metadata and artifacts, checking each sha256 before anything is unpickled."""
+"""Reading model records and artifacts, checking each sha256 before anything is unpickled."""
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 from pathlib import Path
-from typing import Any
 
-#: The artifacts each metadata record must list, in the order they are checked.
-ARTIFACT_KINDS: tuple[str, ...] = ("model", "preprocessor", "label_encoder")
+from churn.model_record import (
+    ModelRecord,
+    RecordError,
+    RunRecord,
+    read_record,
+    read_run,
+    sha256_bytes,
+)
 
 
 class ArtifactError(Exception):
@@ -37,10 +40,10 @@ def read_verified(path: Path, expected_sha256: str) -> bytes:
         raise ArtifactError(f"{path}: missing") from None
     except OSError as exc:
         raise ArtifactError(f"{path}: unreadable ({_one_line(exc)})") from None
-    actual = hashlib.sha256(data).hexdigest()
+    actual = sha256_bytes(data)
     if actual != str(expected_sha256).strip().lower():
         raise ArtifactError(
-            f"{path}: sha256 mismatch (metadata says {expected_sha256}, file has {actual})"
+            f"{path}: sha256 mismatch (record says {expected_sha256}, file has {actual})"
         )
     return data
 
@@ -71,34 +74,17 @@ def load_verified(path: Path, expected_sha256: str) -> object:
         raise ArtifactError(f"{path}: unreadable ({_one_line(exc)})") from None
 
 
-def read_metadata(root: Path, version: str) -> dict[str, Any]:
-    """Read ``models/model_<version>.json`` under ``root`` and check the fields serving needs.
+def read_records(root: Path, version: str) -> tuple[ModelRecord, RunRecord | None]:
+    """Read the model record of ``version`` under ``root`` (and its run record, if any).
 
     Raises:
-        ArtifactError: the file is missing, not JSON, for another version, or lacks the
-            path and sha256 of one of `ARTIFACT_KINDS`.
+        ArtifactError: the record is missing, not JSON, for another version, or lacks the
+            path and sha256 of one of its artifacts.
 
     """
-    path = root / "models" / f"model_{version}.json"
+    models = Path(root) / "models"
     try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: missing (metadata of model {version})") from None
-    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are both
-        raise ArtifactError(f"{path}: unreadable ({_one_line(exc)})") from None
-    if not isinstance(metadata, dict):
-        raise ArtifactError(f"{path}: wrong type (expected a JSON object)")
-    if metadata.get("version") != version:
-        raise ArtifactError(
-            f"{path}: wrong version (expected {version!r}, found {metadata.get('version')!r})"
-        )
-    artifacts = metadata.get("artifacts")
-    for kind in ARTIFACT_KINDS:
-        entry = artifacts.get(kind) if isinstance(artifacts, dict) else None
-        if not (
-            isinstance(entry, dict)
-            and isinstance(entry.get("path"), str)
-            and isinstance(entry.get("sha256"), str)
-        ):
-            raise ArtifactError(f"{path}: incomplete (no artifacts.{kind}.path and .sha256)")
-    return metadata
+        record = read_record(models, version)
+    except RecordError as exc:
+        raise ArtifactError(str(exc)) from None
+    return record, read_run(models, record)

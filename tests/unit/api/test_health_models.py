@@ -26,18 +26,21 @@ def test_ready_lists_its_checks(client: FlaskClient) -> None:
     assert body["checks"]["mlflow"]["status"] == "disabled"
 
 
-def test_models_describes_each_version_from_its_metadata(
+def test_models_describes_each_version_from_its_record_and_run(
     client: FlaskClient, artifact_root: Path
 ) -> None:
     body = client.get("/models").get_json()
     assert body["default"] == "v2" and body["versions"] == ["v1", "v2"] and body["ready"]
     assert [m["version"] for m in body["models"]] == ["v1", "v2"]
     for version, described in zip(("v1", "v2"), body["models"], strict=True):
-        metadata = json.loads((artifact_root / "models" / f"model_{version}.json").read_text())
+        models = artifact_root / "models"
+        metadata = json.loads((models / f"model_{version}.json").read_text())
+        run = json.loads((models / f"model_{version}.run.json").read_text())
         assert described["algorithm"] == metadata["algorithm"]
         assert described["metrics"] == metadata["metrics"]
         assert described["training_data_sha256"] == metadata["training_data_sha256"]
-        assert described["mlflow_run_id"] == metadata["mlflow"]["run_id"]
+        assert described["mlflow_run_id"] == run["mlflow"]["run_id"]
+        assert described["trained_at"] == run["trained_at"]
         for kind, entry in metadata["artifacts"].items():
             assert described["artifacts"][kind]["sha256"] == entry["sha256"]
         assert "tracking_uri" not in described["mlflow"]

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import os
 import socket
 from pathlib import Path
@@ -9,13 +8,23 @@ from typing import Any
 import pytest
 from benchmarks import mlflow_serve
 
+from churn.model_record import (
+    ARTIFACT_KINDS,
+    ArtifactRef,
+    ModelRecord,
+    RunRecord,
+    write_record,
+    write_run,
+)
+
 
 def _project(tmp_path: Path, record: dict[str, Any] | None, store: bool = True) -> Path:
-    (tmp_path / "models").mkdir()
-    metadata: dict[str, Any] = {"version": "v2"}
+    models = tmp_path / "models"
+    model = ArtifactRef("models/model_v2.pkl", "ab" * 32)
+    refs = {kind: model for kind in ARTIFACT_KINDS}
+    write_record(models, ModelRecord("v2", "HGB", {}, refs, "cd" * 32, {}))
     if record is not None:
-        metadata["mlflow"] = record
-    (tmp_path / "models" / "model_v2.json").write_text(json.dumps(metadata))
+        write_run(models, RunRecord("v2", model.sha256, "2026-12-01T00:00:00Z", 1.0, mlflow=record))
     if store:
         (tmp_path / "mlruns").mkdir()
         (tmp_path / "mlruns" / "mlflow.db").write_bytes(b"")
@@ -40,7 +49,7 @@ def test_without_registration_the_run_s_model_is_used(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("record", "store", "message"),
     [
-        (None, True, "no 'mlflow' record"),
+        (None, True, "no run record"),
         ({"experiment": "x"}, True, "names no model nor run"),
         ({"run_id": "abc"}, False, "no local MLflow store"),
     ],

@@ -22,6 +22,7 @@ import yaml
 
 from churn import dataset
 from churn.features import features
+from churn.model_record import ModelRecord, read_run
 
 from .conftest import REPO_ROOT
 
@@ -113,11 +114,8 @@ def _outputs(root: Path) -> dict[str, str]:
     return {p: hashlib.sha256((root / p).read_bytes()).hexdigest() for p in sorted(paths)}
 
 
-@pytest.fixture(scope="module")
-def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Reproduced:
-    """Copy the project (800 rows), `dvc repro`, `dvc push` to a temporary remote, commit."""
-    base = tmp_path_factory.mktemp("dvc")
-    root, remote = base / "project", base / "remote"
+def _copy_project(root: Path) -> None:
+    """Copy what the pipeline needs into ``root``, with 800 rows instead of 7,043."""
     for rel in PROJECT_FILES:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / rel, root / rel)
@@ -127,6 +125,14 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Reproduced:
     params = yaml.safe_load((root / "configs/params.yaml").read_text(encoding="utf-8"))
     params["data"]["n_rows"] = 800
     (root / "configs/params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Reproduced:
+    """Copy the project (800 rows), `dvc repro`, `dvc push` to a temporary remote, commit."""
+    base = tmp_path_factory.mktemp("dvc")
+    root, remote = base / "project", base / "remote"
+    _copy_project(root)
     _git("init", "-q", "-b", "main", cwd=root)
     _use_remote(root, remote)
 
@@ -151,6 +157,30 @@ def test_a_second_repro_with_nothing_changed_does_nothing(reproduced: Reproduced
     second = _dvc("repro", cwd=reproduced.root)
     assert "Running stage" not in second
     assert "Data and pipelines are up to date." in second
+    assert _outputs(reproduced.root) == reproduced.outputs
+
+
+def test_a_forced_repro_elsewhere_writes_the_same_bytes_and_lock(
+    reproduced: Reproduced, tmp_path: Path
+) -> None:
+    # Another folder, another MLflow store, new run ids: the DVC outputs must not change.
+    other = tmp_path / "again"
+    _copy_project(other)
+    _git("init", "-q", "-b", "main", cwd=other)
+    _dvc("repro", "--force", cwd=other)
+    assert _outputs(other) == reproduced.outputs
+    assert (other / "dvc.lock").read_bytes() == (reproduced.root / "dvc.lock").read_bytes()
+    # ...while each has its own run record (git-ignored) naming its own MLflow run.
+    ours, theirs = (
+        json.loads((root / "models/model_v1.run.json").read_text(encoding="utf-8"))
+        for root in (reproduced.root, other)
+    )
+    assert ours["mlflow"]["run_id"] != theirs["mlflow"]["run_id"]
+
+
+def test_a_forced_repro_in_place_leaves_the_git_tree_clean(reproduced: Reproduced) -> None:
+    _dvc("repro", "--force", cwd=reproduced.root)
+    assert _git("status", "--porcelain", cwd=reproduced.root) == ""
     assert _outputs(reproduced.root) == reproduced.outputs
 
 
@@ -192,7 +222,7 @@ def test_training_runs_are_in_the_local_mlflow_store(reproduced: Reproduced) -> 
         record = json.loads(
             (reproduced.root / f"models/model_{version}.json").read_text(encoding="utf-8")
         )
-        tracking = record["mlflow"]
+        tracking = read_run(reproduced.root / "models", ModelRecord.from_dict(record)).mlflow
         assert tracking["tracking_uri"] == uri
         run = client.get_run(tracking["run_id"])
         assert run.info.status == "FINISHED"
@@ -204,6 +234,7 @@ def test_training_runs_are_in_the_local_mlflow_store(reproduced: Reproduced) -> 
         files = {a.path for a in client.list_artifacts(run.info.run_id, "files")}
         assert files == {
             f"files/model_{version}.pkl",
+            f"files/model_{version}.json",
             "files/preprocessor.pkl",
             "files/label_encoder.pkl",
         }

@@ -27,13 +27,15 @@ def _write_metadata(root: Path, version: str, metadata: dict) -> None:
     (root / "models" / f"model_{version}.json").write_text(json.dumps(metadata))
 
 
-def test_load_serves_both_versions_with_their_metadata(artifact_root: Path) -> None:
+def test_load_serves_both_versions_with_their_records(artifact_root: Path) -> None:
     models = ServingModels.load(artifact_root)
     assert models.versions == ("v1", "v2")
     for version in ("v1", "v2"):
         info = models.info(version)
         assert info.version == version
-        assert info.metadata == _metadata(artifact_root, version)
+        assert info.record.to_dict() == _metadata(artifact_root, version)
+        assert info.run is not None and info.run.run_id
+        assert info.metadata["mlflow"]["run_id"] == info.run.run_id
         assert isinstance(info, ModelInfo)
     assert models.info("v1").metadata["algorithm"] == "LogisticRegression"
     assert models.info("v2").metadata["algorithm"] == "HistGradientBoostingClassifier"
