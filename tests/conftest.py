@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from churn.export import export
 from churn.model_record import (
     ArtifactRef,
     ModelRecord,
@@ -228,7 +229,10 @@ def build_artifacts(root: Path, *, n_rows: int = FIXTURE_ROWS, seed: int = FIXTU
             "model": f"models/model_{version}.pkl",
             "preprocessor": "data/processed/preprocessor.pkl",
             "label_encoder": "data/processed/label_encoder.pkl",
+            "compiled": f"models/model_{version}.compiled.json",
         }
+        # The data-only file the API loads, written and checked as the pipeline does it.
+        export(root / artifacts["compiled"], version, preprocessor, encoder, model, check=test)
         record = ModelRecord(
             version=version,
             algorithm=type(model).__name__,
@@ -270,6 +274,7 @@ def artifact_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         data/processed/preprocessor.pkl         fitted ColumnTransformer (median+scale, one-hot)
         data/processed/label_encoder.pkl        LabelEncoder on Churn (["No", "Yes"])
         models/model_v1.pkl, model_v1.json      LogisticRegression (C=1.0), its model record
+        models/model_v1.compiled.json           its data-only form, the file the API loads
         models/model_v1.run.json                its run record (a fake MLflow run)
         models/model_v2.pkl, model_v2.json      HistGradientBoostingClassifier (100 trees)
         models/model_v2.run.json

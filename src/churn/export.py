@@ -53,8 +53,11 @@ TOLERANCE = 1e-9
 _UNKNOWN_AS_ZEROS = ("ignore", "infrequent_if_exist", "warn")
 
 
-class ExportError(ValueError):
-    """A fitted object cannot be exported, or the export does not reproduce scikit-learn."""
+class ExportError(RuntimeError):
+    """A fitted object cannot be exported, or the export does not reproduce scikit-learn.
+
+    A `RuntimeError`: ``churn-pipeline`` prints its one-line message and exits with 1.
+    """
 
 
 def _floats(values: Any) -> list[float]:
@@ -205,7 +208,7 @@ def _positive_column(model: object, encoder: object) -> int:
 
 
 def _check_frame(test: pd.DataFrame | None, n: int) -> pd.DataFrame:
-    """Customers the check scores: generated ones (blanks included) plus the held-out rows."""
+    """Return the customers the check scores: generated ones, blanks included, and ``test``."""
     from churn import dataset
 
     generated = dataset.to_typed(dataset.generate(n, seed=20261201))

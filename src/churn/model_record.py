@@ -28,6 +28,7 @@ __all__ = [
     "ARTIFACT_KINDS",
     "ArtifactRef",
     "ModelRecord",
+    "SERVING_ARTIFACT",
     "RecordError",
     "RunRecord",
     "file_sha256",
@@ -40,8 +41,10 @@ __all__ = [
     "write_run",
 ]
 
-#: The artifacts every record lists, in the order they are checked.
-ARTIFACT_KINDS: tuple[str, ...] = ("model", "preprocessor", "label_encoder")
+#: The artifacts every record lists: the pickles of the pipeline, and the data-only
+#: compiled form that the API loads (`SERVING_ARTIFACT`, see `churn.export`).
+ARTIFACT_KINDS: tuple[str, ...] = ("model", "preprocessor", "label_encoder", "compiled")
+SERVING_ARTIFACT = "compiled"
 
 
 class RecordError(ValueError):

@@ -132,6 +132,10 @@ class ArtifactPaths:
         """Return the path of the fitted classifier of ``version`` (joblib)."""
         return self.models / f"model_{version}.pkl"
 
+    def compiled(self, version: str) -> Path:
+        """Return the path of the data-only model file of ``version`` (see `churn.export`)."""
+        return self.models / f"model_{version}.compiled.json"
+
     def metadata(self, version: str) -> Path:
         """Return the path of the model record of ``version`` (see `churn.model_record`)."""
         return record_path(self.models, version)

@@ -1,14 +1,15 @@
 """Serving core: load and verify the trained artifacts, then score validated customer records.
 
-`ServingModels.load(root)` reads ``models/model_vN.json`` for each version, checks each
-artifact's sha256 against that record *before* unpickling it, and compiles the fitted
-preprocessor and model into plain numpy once (see `churn.serving.features` and
-`churn.serving.scorers`). `ServingModels.predict_proba` then turns already-validated customer
+`ServingModels.load(root)` reads ``models/model_vN.json`` for each version (the record,
+`churn.model_record`), checks the sha256 of the version's data-only model file against it
+and builds plain-numpy scorers from that file (`churn.serving.compiled`); no pickle is read
+and scikit-learn is not imported. `ServingModels.from_sources` does the same from bytes read
+elsewhere (a registry download). `ServingModels.predict_proba` then turns already-validated customer
 records (mappings with the 19 feature columns of `churn.schema`) into churn probabilities
 equal to scikit-learn's ``model.predict_proba(preprocessor.transform(frame))`` within 1e-9.
 
-This module knows nothing of HTTP and imports neither pandas nor MLflow. Loaded models are
-read-only, so one `ServingModels` can be shared by every server thread.
+This module knows nothing of HTTP and imports neither pandas, scikit-learn nor MLflow.
+Loaded models are read-only, so one `ServingModels` can be shared by every server thread.
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from churn.model_record import ModelRecord, RunRecord, describe
-from churn.schema import TARGET_CLASSES
-from churn.serving.artifacts import ArtifactError, load_verified, read_records, verify_artifact
-from churn.serving.features import CompiledPreprocessor
-from churn.serving.scorers import Scorer, compile_model
+from churn.model_record import SERVING_ARTIFACT, ModelRecord, RunRecord, describe, sha256_bytes
+from churn.serving.artifacts import ArtifactError, read_records, read_verified, verify_artifact
+from churn.serving.compiled import load_compiled
+from churn.serving.scorers import Scorer
 
 __all__ = [
     "ArtifactError",
@@ -33,9 +33,6 @@ __all__ = [
     "UnknownVersionError",
     "verify_artifact",
 ]
-
-#: The class whose probability is returned ("Yes": the customer churns).
-POSITIVE_CLASS: str = TARGET_CLASSES[1]
 
 
 class UnknownVersionError(KeyError):
@@ -53,7 +50,7 @@ class ModelInfo:
         version: "v1", "v2", ...
         record: its model record (``models/model_<version>.json``).
         run: its run record (MLflow run, training time...), None when unknown.
-        engine: how it is evaluated: "numpy-linear", "numpy-trees" or "sklearn-estimator".
+        engine: how it is evaluated: "numpy-linear" or "numpy-trees".
 
     """
 
@@ -84,42 +81,51 @@ class ServingModels:
 
     @classmethod
     def load(cls, root: Path, versions: Sequence[str] = ("v1", "v2")) -> ServingModels:
-        """Verify, load and compile the artifacts of ``versions`` under the project ``root``.
+        """Verify and load the data-only model files of ``versions`` under the project ``root``.
 
-        Artifact paths in the metadata are relative to ``root``. An artifact shared by
-        several versions (the preprocessor) is read and unpickled once.
+        Reads each version's record (``models/model_<v>.json``) and run record, then its
+        ``compiled`` artifact (path relative to ``root``), checked against the record's sha256
+        before it is parsed. No pickle is read.
 
         Raises:
-            ArtifactError: a metadata record or artifact is missing, unreadable, of the wrong
-                type or fails its sha256 check (one line naming the file and the reason).
-                Nothing is unpickled before its check.
+            ArtifactError: a record or model file is missing, unreadable, of the wrong type
+                or fails its sha256 check (one line naming the file and the reason).
 
         """
         root = Path(root)
         if isinstance(versions, str) or not versions:
             raise ArtifactError(f"{root}: no model versions requested ({versions!r})")
-        loaded: dict[tuple[Path, str], object] = {}
-        compiled: dict[tuple[Path, str], CompiledPreprocessor] = {}
-
-        def load(kind: str, record: ModelRecord) -> tuple[Path, tuple[Path, str], object]:
-            entry = record.artifact(kind)
-            path = root / entry.path
-            key = (path, entry.sha256)
-            if key not in loaded:
-                loaded[key] = load_verified(path, entry.sha256)
-            return path, key, loaded[key]
-
-        served: dict[str, _Served] = {}
+        sources: dict[str, tuple[ModelRecord, RunRecord | None, bytes, str]] = {}
         for version in versions:
             record, run = read_records(root, version)
-            model_path, _, model = load("model", record)
-            pre_path, pre_key, preprocessor = load("preprocessor", record)
-            encoder_path, _, encoder = load("label_encoder", record)
-            if pre_key not in compiled:
-                compiled[pre_key] = CompiledPreprocessor.from_fitted(preprocessor, pre_path)
-            pre = compiled[pre_key]
-            positive = _positive_column(model, model_path, encoder, encoder_path, pre)
-            scorer = compile_model(model, pre, positive)
+            path = root / record.artifact(SERVING_ARTIFACT).path
+            data = read_verified(path, record.artifact(SERVING_ARTIFACT).sha256)
+            sources[version] = (record, run, data, str(path))
+        return cls.from_sources(sources)
+
+    @classmethod
+    def from_sources(
+        cls, sources: Mapping[str, tuple[ModelRecord, RunRecord | None, bytes, str]]
+    ) -> ServingModels:
+        """Build the served versions from model file bytes, wherever they were read from.
+
+        ``sources`` maps each version to its record, its run record (or None), the bytes of
+        its data-only model file and a name for messages (a path or URI). The bytes are
+        checked against the record's ``compiled`` sha256 here too.
+
+        Raises:
+            ArtifactError: the bytes fail their sha256 check or are not a valid model file.
+
+        """
+        served: dict[str, _Served] = {}
+        for version, (record, run, data, source) in sources.items():
+            expected = record.artifact(SERVING_ARTIFACT).sha256
+            if sha256_bytes(data) != expected:
+                raise ArtifactError(
+                    f"{source}: sha256 mismatch (record says {expected}, "
+                    f"file has {sha256_bytes(data)})"
+                )
+            scorer = load_compiled(data, source)
             served[version] = _Served(ModelInfo(version, record, run, scorer.engine), scorer)
         return cls(served)
 
@@ -158,43 +164,3 @@ class ServingModels:
         if len(records) == 0:
             return np.empty(0, dtype=np.float64)
         return scorer.proba(records)
-
-
-def _positive_column(
-    model: object,
-    model_path: Path,
-    encoder: object,
-    encoder_path: Path,
-    preprocessor: CompiledPreprocessor,
-) -> int:
-    """Return the column of ``model.predict_proba`` that holds the positive class.
-
-    Raises:
-        ArtifactError: the encoder or model is not what the metadata promises.
-
-    """
-    classes = [str(c) for c in getattr(encoder, "classes_", [])]
-    if not callable(getattr(encoder, "transform", None)) or POSITIVE_CLASS not in classes:
-        raise ArtifactError(
-            f"{encoder_path}: wrong type (expected a fitted LabelEncoder with class "
-            f"{POSITIVE_CLASS!r}, got {type(encoder).__name__})"
-        )
-    code = classes.index(POSITIVE_CLASS)
-    model_classes = getattr(model, "classes_", None)
-    if not callable(getattr(model, "predict_proba", None)) or model_classes is None:
-        raise ArtifactError(
-            f"{model_path}: wrong type (expected a fitted classifier, got {type(model).__name__})"
-        )
-    model_classes = [int(c) if isinstance(c, np.integer) else c for c in model_classes]
-    if len(model_classes) != 2 or code not in model_classes:
-        raise ArtifactError(
-            f"{model_path}: wrong type (its classes {model_classes!r} are not the label "
-            f"encoder's codes)"
-        )
-    n_in = getattr(model, "n_features_in_", preprocessor.n_features)
-    if n_in != preprocessor.n_features:
-        raise ArtifactError(
-            f"{model_path}: wrong type (the model expects {n_in} features, the preprocessor "
-            f"makes {preprocessor.n_features})"
-        )
-    return model_classes.index(code)

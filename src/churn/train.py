@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from churn import dataset, drift
 from churn.evaluate import compute_metrics, held_out
+from churn.export import export
 from churn.features import features
 from churn.model_record import (
     ArtifactRef,
@@ -156,10 +157,19 @@ def _train(paths: ArtifactPaths, params: PipelineParams, version: str) -> ModelR
 
     paths.models.mkdir(parents=True, exist_ok=True)
     joblib.dump(classifier, paths.model(version))
+    export(
+        paths.compiled(version),
+        version,
+        data.preprocessor,
+        joblib.load(paths.label_encoder),
+        classifier,
+        check=dataset.load_csv(paths.test_csv),
+    )
     artifact_files = {
         "model": paths.model(version),
         "preprocessor": paths.preprocessor,
         "label_encoder": paths.label_encoder,
+        "compiled": paths.compiled(version),
     }
     data_sha256 = file_sha256(paths.train_csv)
     record = ModelRecord(

@@ -202,25 +202,29 @@ def _start_bad(models: Path, name: str, label: dict[str, str], expect: str) -> B
     return BadModelRun(name, container, int(port_line.rsplit(":", 1)[1]), expect)
 
 
+#: The file the API loads for v2 (the data-only model file; the image holds no pickle).
+MODEL_FILE = "model_v2.compiled.json"
+
+
 def test_tampered_or_missing_model_is_refused(
     stack: Stack, tmp_path: Path, container_label: dict[str, str]
 ) -> None:
     original = _image_models(tmp_path)
     tampered = Path(shutil.copytree(original, tmp_path / "tampered"))
-    blob = bytearray((tampered / "model_v2.pkl").read_bytes())
+    blob = bytearray((tampered / "model_v2.compiled.json").read_bytes())
     middle = len(blob) // 2
     blob[middle : middle + 8] = bytes(b ^ 0xFF for b in blob[middle : middle + 8])
-    (tampered / "model_v2.pkl").write_bytes(bytes(blob))
+    (tampered / "model_v2.compiled.json").write_bytes(bytes(blob))
     missing = Path(shutil.copytree(original, tmp_path / "missing"))
-    (missing / "model_v2.pkl").unlink()
+    (missing / "model_v2.compiled.json").unlink()
     for folder in (tampered, missing):
         for path in [folder, *folder.iterdir()]:
             path.chmod(0o755 if path.is_dir() else 0o644)
 
     started = time.monotonic()
     runs = [
-        _start_bad(tampered, "tampered model_v2.pkl", container_label, "sha256"),
-        _start_bad(missing, "missing model_v2.pkl", container_label, "model_v2.pkl"),
+        _start_bad(tampered, "tampered model_v2.compiled.json", container_label, "sha256"),
+        _start_bad(missing, "missing model_v2.compiled.json", container_label, MODEL_FILE),
     ]
     unhealthy_after: dict[str, float] = {}
     seen: dict[str, set[int]] = {run.name: set() for run in runs}
@@ -247,14 +251,14 @@ def test_tampered_or_missing_model_is_refused(
         assert len(refusals) == 1, f"{run.name}: one log line says why: {refusals}"
         entry = json.loads(refusals[0])
         assert entry["level"] == "ERROR", entry
-        assert "model_v2.pkl" in entry["message"] and run.expect in entry["message"], entry
+        assert MODEL_FILE in entry["message"] and run.expect in entry["message"], entry
         assert run.name in unhealthy_after, f"{run.name} never turned unhealthy: {states[run.name]}"
         assert "healthy" not in states[run.name], f"{run.name} was healthy once"
         assert 200 not in seen[run.name], f"{run.name} answered a prediction: {seen[run.name]}"
         assert 503 in seen[run.name], seen[run.name]
         ready = requests.get(f"http://127.0.0.1:{run.port}/ready", timeout=5).json()
         assert ready["status"] == "not_ready", ready
-        assert "model_v2.pkl" in ready["checks"]["models"]["reason"], ready
+        assert "model_v2.compiled.json" in ready["checks"]["models"]["reason"], ready
         assert inspect(run.container, "{{.State.Status}}") == "running", "stays up, unhealthy"
         figure(
             f"{run.name} -> refused, unhealthy",

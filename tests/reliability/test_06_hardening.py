@@ -49,8 +49,7 @@ APP_ALLOWED = (
     re.compile(r"app(/logs)?"),
     re.compile(r"app/src(/churn(/.*)?)?"),
     re.compile(r"app/configs(/[^/]+\.ya?ml)?"),
-    re.compile(r"app/models(/model_v\d+\.(pkl|json)|/metrics\.json)?"),
-    re.compile(r"app/data(/processed(/(preprocessor|label_encoder)\.pkl)?)?"),
+    re.compile(r"app/models(/model_v\d+(\.compiled|\.run)?\.json|/metrics\.json)?"),
 )
 
 
@@ -143,10 +142,11 @@ def test_api_image_app_folder_is_what_dockerignore_lets_in(scans: dict[str, Imag
     scan = scans["churn-prediction-api"]
     unexpected = [p for p in scan.app_paths if not any(r.fullmatch(p) for r in APP_ALLOWED)]
     assert not unexpected, unexpected[:50]
+    assert not [p for p in scan.app_paths if p.endswith(".pkl")], "no pickle in the API image"
     for required in (
-        "app/models/model_v1.pkl",
-        "app/models/model_v2.pkl",
-        "app/data/processed/preprocessor.pkl",
+        "app/models/model_v1.json",
+        "app/models/model_v1.compiled.json",
+        "app/models/model_v2.compiled.json",
         "app/src/churn/api/serve.py",
     ):
         assert required in scan.app_paths, required

@@ -1,8 +1,7 @@
-"""Reading model records and artifacts, checking each sha256 before anything is unpickled."""
+"""Reading model records and artifact bytes, checking each sha256 before anything is parsed."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from churn.model_record import (
@@ -56,22 +55,6 @@ def verify_artifact(path: Path, expected_sha256: str) -> None:
 
     """
     read_verified(Path(path), expected_sha256)
-
-
-def load_verified(path: Path, expected_sha256: str) -> object:
-    """Verify ``path``, then unpickle (joblib) exactly the bytes that were verified.
-
-    Raises:
-        ArtifactError: as `read_verified`, or the verified bytes cannot be unpickled.
-
-    """
-    import joblib
-
-    data = read_verified(path, expected_sha256)
-    try:
-        return joblib.load(io.BytesIO(data))
-    except Exception as exc:  # any failure to unpickle verified bytes means "unreadable"
-        raise ArtifactError(f"{path}: unreadable ({_one_line(exc)})") from None
 
 
 def read_records(root: Path, version: str) -> tuple[ModelRecord, RunRecord | None]:

@@ -12,18 +12,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from churn.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from churn.serving.artifacts import ArtifactError
-
 Record = Mapping[str, object]
-
-#: handle_unknown settings whose output for an unseen category is all zeros.
-_UNKNOWN_AS_ZEROS = ("ignore", "infrequent_if_exist", "warn")
 
 
 class CodeMap(dict[object, Any]):
@@ -96,78 +89,6 @@ class CompiledPreprocessor:
         )
         self.numeric_values = values_getter(self.numeric_columns)
         self.categorical_values = values_getter(self.categorical_columns)
-
-    @classmethod
-    def from_fitted(cls, transformer: object, source: Path) -> CompiledPreprocessor:
-        """Compile a fitted ``ColumnTransformer`` of the documented shape.
-
-        Raises:
-            ArtifactError: ``transformer`` is not a fitted ColumnTransformer made of one
-                impute-then-scale pipeline over the numeric columns and one one-hot encoder
-                over the categorical columns (the reason names ``source``).
-
-        """
-        from sklearn.compose import ColumnTransformer
-        from sklearn.impute import SimpleImputer
-        from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-        def unsupported(why: str) -> ArtifactError:
-            return ArtifactError(f"{source}: wrong type (unsupported preprocessor: {why})")
-
-        if not isinstance(transformer, ColumnTransformer) or not hasattr(
-            transformer, "transformers_"
-        ):
-            name = type(transformer).__name__
-            raise unsupported(f"expected a fitted ColumnTransformer, got {name}")
-        parts: dict[str, tuple[object, tuple[str, ...]]] = {}
-        for name, step, columns in transformer.transformers_:
-            if isinstance(step, str) and step == "drop":
-                continue
-            if name == "remainder" and len(columns) == 0:
-                continue
-            kind = "num" if isinstance(step, Pipeline) else "cat"
-            if kind in parts or not isinstance(step, Pipeline | OneHotEncoder):
-                raise unsupported(f"unexpected transformer {name!r} ({type(step).__name__})")
-            if kind == "num" and parts:
-                raise unsupported("the numeric pipeline must come first")
-            parts[kind] = (step, tuple(str(c) for c in columns))
-        if set(parts) != {"num", "cat"}:
-            raise unsupported("needs one numeric pipeline and one one-hot encoder")
-
-        pipeline, numeric = parts["num"]
-        assert isinstance(pipeline, Pipeline)
-        steps = [step for _, step in pipeline.steps]
-        if len(steps) != 2 or not (
-            isinstance(steps[0], SimpleImputer) and isinstance(steps[1], StandardScaler)
-        ):
-            raise unsupported("the numeric pipeline must be SimpleImputer then StandardScaler")
-        imputer, scaler = steps
-        missing = imputer.missing_values
-        if not (isinstance(missing, float) and np.isnan(missing)) or imputer.add_indicator:
-            raise unsupported("the imputer must replace NaN and add no indicator")
-        fill = np.asarray(imputer.statistics_, dtype=np.float64)
-        if fill.shape != (len(numeric),) or np.isnan(fill).any():
-            raise unsupported("the imputer has no finite statistic for every numeric column")
-        n = len(numeric)
-        mean = np.asarray(scaler.mean_, np.float64) if scaler.with_mean else np.zeros(n)
-        scale = np.asarray(scaler.scale_, np.float64) if scaler.with_std else np.ones(n)
-        if mean.shape != (n,) or scale.shape != (n,):
-            raise unsupported("the scaler does not match the numeric columns")
-
-        encoder, categorical = parts["cat"]
-        assert isinstance(encoder, OneHotEncoder)
-        if encoder.drop_idx_ is not None or getattr(encoder, "_infrequent_enabled", False):
-            raise unsupported("the one-hot encoder drops or groups categories")
-        if encoder.handle_unknown not in _UNKNOWN_AS_ZEROS:
-            raise unsupported(f"one-hot handle_unknown={encoder.handle_unknown!r}")
-        categories = [c.tolist() for c in encoder.categories_]
-        if len(categories) != len(categorical):
-            raise unsupported("the encoder does not match the categorical columns")
-
-        if set(numeric) != set(NUMERIC_FEATURES) or set(categorical) != set(CATEGORICAL_FEATURES):
-            raise unsupported("its columns are not the schema's feature columns")
-        return cls(numeric, fill, mean, scale, categorical, categories)
 
     def encode(self, records: Sequence[Record]) -> Encoded:
         """Encode records: imputed, scaled numeric values and categorical codes."""

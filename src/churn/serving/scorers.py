@@ -11,10 +11,8 @@
   by ``searchsorted``; for a categorical column (a block of one-hot features) and for small
   groups of such columns the table is indexed by the category codes directly. Scoring is
   then one gather-and-AND per column group, a lowest-set-bit, and a sum of leaf values.
-* `EstimatorScorer`: any other classifier, through its own ``predict_proba`` on the
-  transformer's output matrix (still no pandas).
-
-Each returns the probability of the positive class per record, float64.
+Both are built from the data-only model file (`churn.serving.compiled`); neither needs
+scikit-learn or scipy. Each returns the probability of the positive class per record, float64.
 """
 
 from __future__ import annotations
@@ -23,10 +21,9 @@ import math
 from bisect import bisect_left
 from collections.abc import Sequence
 from operator import getitem
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
-from scipy.special import expit
 
 from churn.serving.features import CodeMap, CompiledPreprocessor, Record, values_getter
 
@@ -54,6 +51,12 @@ class Scorer(Protocol):
     def proba(self, records: Sequence[Record]) -> np.ndarray:
         """Return the positive-class probability of each record, float64, in order."""
         ...
+
+
+def expit(z: np.ndarray) -> np.ndarray:
+    """Return the logistic function of ``z``, overflow-free (as ``scipy.special.expit``)."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def _positive(p_one: np.ndarray, positive_column: int) -> np.ndarray:
@@ -406,57 +409,3 @@ class TreeEnsembleScorer:
             rows.append(bisect_left(thresholds, (x - mean) / scale) + start)
         masks = np.bitwise_and.reduce(self.table[rows], axis=0)  # type: ignore[index]
         return _logistic(float(self._exit_values(masks)) + self.baseline, self.positive_column)
-
-
-class EstimatorScorer:
-    """Any other classifier: its own ``predict_proba`` on the compiled feature matrix."""
-
-    engine = "sklearn-estimator"
-
-    def __init__(
-        self, model: Any, preprocessor: CompiledPreprocessor, positive_column: int
-    ) -> None:
-        self.model = model
-        self.pre = preprocessor
-        self.positive_column = positive_column
-
-    def proba(self, records: Sequence[Record]) -> np.ndarray:
-        """Return the positive-class probability of each record."""
-        features = self.pre.transform(records)
-        proba = self.model.predict_proba(features)
-        return np.ascontiguousarray(proba[:, self.positive_column], dtype=np.float64)
-
-
-def compile_model(model: Any, preprocessor: CompiledPreprocessor, positive_column: int) -> Scorer:
-    """Return the fastest exact scorer for ``model`` (``positive_column`` of its proba).
-
-    A tree ensemble whose tables would exceed `MAX_COMPILED_BYTES` (thousands of deep trees)
-    is left to the estimator itself.
-    """
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-
-    n = preprocessor.n_features
-    if isinstance(model, LogisticRegression):
-        coef = np.asarray(model.coef_, dtype=np.float64)
-        if coef.shape == (1, n) and len(model.classes_) == 2:
-            return LinearScorer(coef[0], float(model.intercept_[0]), preprocessor, positive_column)
-    if isinstance(model, HistGradientBoostingClassifier) and _plain_binary_trees(model):
-        trees = [iteration[0].nodes for iteration in model._predictors]
-        if TreeEnsembleScorer.table_bytes(trees) <= MAX_COMPILED_BYTES:
-            baseline = float(np.asarray(model._baseline_prediction).ravel()[0])
-            return TreeEnsembleScorer(trees, baseline, preprocessor, positive_column)
-    return EstimatorScorer(model, preprocessor, positive_column)
-
-
-def _plain_binary_trees(model: Any) -> bool:
-    """Whether a fitted HGB classifier is binary, numeric-split only, with at least one tree."""
-    predictors = getattr(model, "_predictors", None)
-    if not predictors or getattr(model, "n_trees_per_iteration_", None) != 1:
-        return False
-    if np.asarray(getattr(model, "_baseline_prediction", [])).size != 1:
-        return False
-    return all(
-        len(iteration) == 1 and not iteration[0].nodes["is_categorical"].any()
-        for iteration in predictors
-    )

@@ -54,29 +54,29 @@ def test_only_configured_versions_are_served(make_app: Callable[..., Flask]) -> 
 
 
 def _tamper(root: Path) -> None:
-    path = root / "models" / "model_v2.pkl"
+    path = root / "models" / "model_v2.compiled.json"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
 
 
 def _delete(root: Path) -> None:
-    (root / "data" / "processed" / "preprocessor.pkl").unlink()
+    (root / "models" / "model_v1.compiled.json").unlink()
 
 
 def _wrong_sha(root: Path) -> None:
     path = root / "models" / "model_v1.json"
     metadata = json.loads(path.read_text())
-    metadata["artifacts"]["model"]["sha256"] = "0" * 64
+    metadata["artifacts"]["compiled"]["sha256"] = "0" * 64
     path.write_text(json.dumps(metadata))
 
 
 @pytest.mark.parametrize(
     ("spoil", "reason"),
     [
-        (_tamper, "model_v2.pkl: sha256 mismatch"),
-        (_delete, "preprocessor.pkl: missing"),
-        (_wrong_sha, "model_v1.pkl: sha256 mismatch"),
+        (_tamper, "model_v2.compiled.json: sha256 mismatch"),
+        (_delete, "model_v1.compiled.json: missing"),
+        (_wrong_sha, "model_v1.compiled.json: sha256 mismatch"),
     ],
     ids=["tampered", "missing", "metadata-mismatch"],
 )

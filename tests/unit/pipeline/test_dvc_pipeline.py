@@ -44,8 +44,10 @@ OUTPUTS = {
     "data/processed/preprocessor.pkl",
     "data/processed/label_encoder.pkl",
     "models/model_v1.pkl",
+    "models/model_v1.compiled.json",
     "models/model_v1.json",
     "models/model_v2.pkl",
+    "models/model_v2.compiled.json",
     "models/model_v2.json",
     "models/reference_v1.json",
     "models/reference_v2.json",
@@ -234,6 +236,7 @@ def test_training_runs_are_in_the_local_mlflow_store(reproduced: Reproduced) -> 
         files = {a.path for a in client.list_artifacts(run.info.run_id, "files")}
         assert files == {
             f"files/model_{version}.pkl",
+            f"files/model_{version}.compiled.json",
             f"files/model_{version}.json",
             "files/preprocessor.pkl",
             "files/label_encoder.pkl",

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 from pathlib import Path
 
-import joblib
 import pytest
 
 from churn.predict import (
@@ -17,6 +15,7 @@ from churn.predict import (
     UnknownVersionError,
     verify_artifact,
 )
+from churn.serving.artifacts import read_records
 
 
 def _metadata(root: Path, version: str) -> dict:
@@ -69,27 +68,36 @@ def test_verify_artifact_accepts_the_right_digest_and_rejects_others(
         verify_artifact(path.with_name("nope.pkl"), digest)
 
 
-@pytest.mark.parametrize(
-    "relative",
-    ["models/model_v2.pkl", "data/processed/preprocessor.pkl", "data/processed/label_encoder.pkl"],
-)
-def test_a_missing_artifact_is_named(artifact_copy: Path, relative: str) -> None:
-    (artifact_copy / relative).unlink()
-    with pytest.raises(ArtifactError, match=rf"{Path(relative).name}: missing"):
+def test_a_missing_model_file_is_named(artifact_copy: Path) -> None:
+    (artifact_copy / "models" / "model_v2.compiled.json").unlink()
+    with pytest.raises(ArtifactError, match=r"model_v2\.compiled\.json: missing"):
         ServingModels.load(artifact_copy)
 
 
-@pytest.mark.parametrize(
-    "relative",
-    ["models/model_v1.pkl", "data/processed/preprocessor.pkl", "data/processed/label_encoder.pkl"],
-)
-def test_a_changed_byte_is_a_sha256_mismatch(artifact_copy: Path, relative: str) -> None:
-    path = artifact_copy / relative
+def test_a_changed_byte_is_a_sha256_mismatch(artifact_copy: Path) -> None:
+    path = artifact_copy / "models" / "model_v1.compiled.json"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match=rf"{path.name}: sha256 mismatch"):
         ServingModels.load(artifact_copy)
+
+
+def test_the_pickles_are_not_needed_to_serve(artifact_copy: Path, make_records) -> None:
+    for pickle_file in [*artifact_copy.rglob("*.pkl")]:
+        pickle_file.unlink()
+    models = ServingModels.load(artifact_copy)
+    assert len(models.predict_proba("v2", make_records(3))) == 3
+
+
+def test_bytes_from_elsewhere_are_checked_against_the_record(artifact_root: Path) -> None:
+    # As a registry download would be: bytes and the record, no models/ folder.
+    record, run = read_records(artifact_root, "v1")
+    data = (artifact_root / record.artifact("compiled").path).read_bytes()
+    models = ServingModels.from_sources({"v1": (record, run, data, "registry:v1")})
+    assert models.versions == ("v1",)
+    with pytest.raises(ArtifactError, match="registry:v1: sha256 mismatch"):
+        ServingModels.from_sources({"v1": (record, run, data + b" ", "registry:v1")})
 
 
 def test_missing_metadata_is_named(artifact_copy: Path) -> None:
@@ -120,52 +128,39 @@ def test_incomplete_metadata_is_rejected(artifact_copy: Path, change, reason: st
         ServingModels.load(artifact_copy)
 
 
-def test_a_file_of_the_wrong_type_is_rejected_even_with_a_matching_digest(
-    artifact_copy: Path,
+def _replace_compiled(root: Path, version: str, data: bytes) -> None:
+    """Put ``data`` in place of a version's model file, with the record updated to match."""
+    path = root / "models" / f"model_{version}.compiled.json"
+    path.write_bytes(data)
+    metadata = _metadata(root, version)
+    metadata["artifacts"]["compiled"]["sha256"] = hashlib.sha256(data).hexdigest()
+    _write_metadata(root, version, metadata)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"not json at all", "unreadable"),
+        (b'{"format": "something-else"}', "wrong type"),
+        (b'{"format": "churn-compiled-model", "format_version": 99}', "format version 99"),
+        (b'{"format": "churn-compiled-model", "format_version": 1}', "inconsistent model file"),
+    ],
+)
+def test_a_matching_but_invalid_model_file_is_refused(
+    artifact_copy: Path, data: bytes, reason: str
 ) -> None:
-    # The label encoder in the model's place, with the metadata updated to match it.
-    encoder = artifact_copy / "data" / "processed" / "label_encoder.pkl"
-    model = artifact_copy / "models" / "model_v1.pkl"
-    model.write_bytes(encoder.read_bytes())
-    metadata = _metadata(artifact_copy, "v1")
-    metadata["artifacts"]["model"]["sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
-    _write_metadata(artifact_copy, "v1", metadata)
-    with pytest.raises(ArtifactError, match=r"model_v1\.pkl: wrong type"):
+    _replace_compiled(artifact_copy, "v2", data)
+    with pytest.raises(ArtifactError, match=rf"model_v2\.compiled\.json: .*{reason}"):
         ServingModels.load(artifact_copy)
 
 
-def test_a_matching_but_unloadable_file_is_unreadable(artifact_copy: Path) -> None:
-    model = artifact_copy / "models" / "model_v2.pkl"
-    model.write_bytes(b"not a pickle at all")
-    metadata = _metadata(artifact_copy, "v2")
-    metadata["artifacts"]["model"]["sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
-    _write_metadata(artifact_copy, "v2", metadata)
-    with pytest.raises(ArtifactError, match=r"model_v2\.pkl: unreadable"):
+def test_a_model_file_with_too_few_coefficients_is_refused(artifact_copy: Path) -> None:
+    path = artifact_copy / "models" / "model_v1.compiled.json"
+    document = json.loads(path.read_text())
+    document["model"]["coef"] = document["model"]["coef"][:-1]
+    _replace_compiled(artifact_copy, "v1", json.dumps(document).encode())
+    with pytest.raises(ArtifactError, match="coefficients for"):
         ServingModels.load(artifact_copy)
-
-
-class _Trap:
-    """Unpickling this creates a marker file: proof that a file was unpickled."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
-
-
-def test_nothing_is_unpickled_before_its_digest_is_checked(
-    artifact_copy: Path, tmp_path: Path
-) -> None:
-    marker = tmp_path / "unpickled"
-    model = artifact_copy / "models" / "model_v1.pkl"
-    joblib.dump(_Trap(marker), model)
-    with pytest.raises(ArtifactError, match="sha256 mismatch"):
-        ServingModels.load(artifact_copy)
-    assert not marker.exists()
-    # The trap does fire when the digest matches, so the check above can fail.
-    pickle.loads(pickle.dumps(_Trap(marker)))
-    assert marker.exists()
 
 
 def test_artifact_error_messages_are_one_line(artifact_copy: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -12,13 +13,35 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
+from churn.export import ExportError, compile_classifier, compile_preprocessor
 from churn.schema import FEATURE_COLUMNS
 from churn.serving import scorers
 from churn.serving.artifacts import ArtifactError
+from churn.serving.compiled import FORMAT, FORMAT_VERSION, load_compiled
 from churn.serving.features import CompiledPreprocessor
-from churn.serving.scorers import TreeEnsembleScorer, compile_model
+from churn.serving.scorers import Scorer, TreeEnsembleScorer
 
 TOLERANCE = 1e-9
+
+
+def compile_model(model: object, pre: CompiledPreprocessor, positive_column: int) -> Scorer:
+    """Export ``model`` as the pipeline does and load it back as the API does."""
+    document = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "version": "test",
+        "positive_column": positive_column,
+        "preprocessor": {
+            "numeric_columns": list(pre.numeric_columns),
+            "fill": pre.fill.tolist(),
+            "mean": pre.mean.tolist(),
+            "scale": pre.scale.tolist(),
+            "categorical_columns": list(pre.categorical_columns),
+            "categories": [list(c) for c in pre.categories],
+        },
+        "model": compile_classifier(model, pre.n_features),
+    }
+    return load_compiled(json.dumps(document).encode(), "test.compiled.json")
 
 
 def frame_of(records: list[dict[str, object]]) -> pd.DataFrame:
@@ -40,7 +63,7 @@ def fitted(artifact_root: Path) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def compiled(fitted) -> CompiledPreprocessor:
-    return CompiledPreprocessor.from_fitted(fitted["preprocessor"], Path("preprocessor.pkl"))
+    return CompiledPreprocessor(**compile_preprocessor(fitted["preprocessor"]))
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +103,8 @@ def _sklearn_proba(model, fitted, records) -> np.ndarray:
         ),
         (HistGradientBoostingClassifier(max_iter=30, max_depth=1), "numpy-trees"),
         (LogisticRegression(C=0.05, max_iter=500), "numpy-linear"),
-        (RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0), "sklearn-estimator"),
     ],
-    ids=["hgb-over-64-leaves", "hgb-stumps", "lr-strong-penalty", "random-forest-fallback"],
+    ids=["hgb-over-64-leaves", "hgb-stumps", "lr-strong-penalty"],
 )
 def test_other_fitted_models_compile_exactly(
     model, engine: str, fitted, compiled, train_xy, make_records
@@ -148,23 +170,16 @@ def test_column_grouping_does_not_change_results(
         assert all(len(g) == 1 for g in scorer._groups)
 
 
-def test_an_ensemble_too_large_to_tabulate_is_left_to_the_estimator(
-    monkeypatch, fitted, compiled, make_records
-) -> None:
+def test_an_estimator_the_compiler_does_not_know_is_refused_at_export(train_xy) -> None:
+    model = RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0).fit(*train_xy)
+    with pytest.raises(ExportError, match="cannot export RandomForestClassifier: the serving"):
+        compile_classifier(model, train_xy[0].shape[1])
+
+
+def test_an_ensemble_too_large_to_tabulate_is_refused(monkeypatch, fitted, compiled) -> None:
     monkeypatch.setattr(scorers, "MAX_COMPILED_BYTES", 1000)
-    scorer = compile_model(fitted["v2"], compiled, 1)
-    assert scorer.engine == "sklearn-estimator"
-    records = make_records(300, seed=13, unseen_rate=0.05)
-    expected = _sklearn_proba(fitted["v2"], fitted, records)
-    assert np.abs(scorer.proba(records) - expected).max() <= TOLERANCE
-
-
-@pytest.mark.parametrize("size", [2, 31, 32, 33, 700])
-def test_every_batch_size_path_agrees(size: int, fitted, compiled, make_records) -> None:
-    scorer = compile_model(fitted["v2"], compiled, 1)
-    records = make_records(size, seed=size)
-    expected = _sklearn_proba(fitted["v2"], fitted, records)
-    assert np.abs(scorer.proba(records) - expected).max() <= TOLERANCE
+    with pytest.raises(ArtifactError, match="exceed MAX_COMPILED_BYTES"):
+        compile_model(fitted["v2"], compiled, 1)
 
 
 def test_concurrent_callers_get_their_own_answers(artifact_root: Path, make_records) -> None:
@@ -201,17 +216,17 @@ def test_records_may_carry_extra_keys(artifact_root: Path, make_records) -> None
         )
 
 
-def test_an_unsupported_preprocessor_is_rejected_by_name(fitted) -> None:
+def test_an_unsupported_preprocessor_is_refused_at_export(fitted) -> None:
     from sklearn.preprocessing import StandardScaler
 
-    with pytest.raises(ArtifactError, match=r"pre\.pkl: wrong type \(unsupported preprocessor"):
-        CompiledPreprocessor.from_fitted(StandardScaler(), Path("pre.pkl"))
+    with pytest.raises(ExportError, match="cannot export the preprocessor: expected a fitted"):
+        compile_preprocessor(StandardScaler())
     preprocessor = fitted["preprocessor"]
     encoder = preprocessor.named_transformers_["cat"]
     original = encoder.handle_unknown
     encoder.handle_unknown = "error"
     try:
-        with pytest.raises(ArtifactError, match="handle_unknown='error'"):
-            CompiledPreprocessor.from_fitted(preprocessor, Path("pre.pkl"))
+        with pytest.raises(ExportError, match="handle_unknown='error'"):
+            compile_preprocessor(preprocessor)
     finally:
         encoder.handle_unknown = original
