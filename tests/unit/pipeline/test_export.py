@@ -62,13 +62,8 @@ def test_an_export_that_does_not_reproduce_sklearn_is_refused_and_not_written(
 def test_an_unknown_estimator_is_refused_with_a_clear_message(
     trained: Trained, tmp_path: Path
 ) -> None:
-    x = joblib.load(trained.paths.preprocessor).transform(
-        dataset.load_csv(trained.paths.test_csv)[
-            list(joblib.load(trained.paths.preprocessor).feature_names_in_)
-        ]
-    )
     forest = RandomForestClassifier(n_estimators=3, max_depth=3, random_state=0)
-    forest.fit(x, trained.y_test)
+    forest.fit(trained.x_test, trained.y_test)
     with pytest.raises(export.ExportError, match="cannot export RandomForestClassifier"):
         _export(trained, "v3", tmp_path / "model_v3.compiled.json", model=forest)
 
