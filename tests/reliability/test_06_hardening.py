@@ -49,7 +49,7 @@ APP_ALLOWED = (
     re.compile(r"app(/logs)?"),
     re.compile(r"app/src(/churn(/.*)?)?"),
     re.compile(r"app/configs(/[^/]+\.ya?ml)?"),
-    re.compile(r"app/models(/model_v\d+(\.compiled|\.run)?\.json|/metrics\.json)?"),
+    re.compile(r"app/models(/(model_v\d+(\.compiled|\.run)?|reference_v\d+|metrics)\.json)?"),
 )
 
 

@@ -1,0 +1,36 @@
+"""The API image's labels name the model bytes it holds, read from the model records."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from churn.model_record import (
+    ARTIFACT_KINDS,
+    ArtifactRef,
+    ModelRecord,
+    RunRecord,
+    record_path,
+    write_record,
+    write_run,
+)
+from churn_ops.images import model_artifact_labels
+
+
+def test_every_artifact_of_every_version_is_a_label(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    for n, version in enumerate(("v1", "v2")):
+        refs = {
+            kind: ArtifactRef(f"{kind}.bin", f"{n}{i}" * 32)
+            for i, kind in enumerate(ARTIFACT_KINDS)
+        }
+        write_record(models, ModelRecord(version, "LR", {}, refs, "ee" * 32, {}))
+        write_run(
+            models, RunRecord(version, refs["model"].sha256, "t", 1.0, mlflow={"run_id": "r"})
+        )
+    labels = model_artifact_labels(tmp_path)
+    record = hashlib.sha256(record_path(models, "v2").read_bytes()).hexdigest()
+    assert labels["org.churn.model.v2.sha256"] == "10" * 32  # the model file's
+    assert labels["org.churn.model.v2.compiled.sha256"] == "13" * 32
+    assert labels["org.churn.model.v2.record.sha256"] == record
+    assert len(labels) == 2 * (len(ARTIFACT_KINDS) + 1)  # run records are not model bytes
