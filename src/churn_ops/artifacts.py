@@ -16,12 +16,23 @@ from churn_ops.stack import REPO_ROOT
 
 
 def model_run_ids(root: Path = REPO_ROOT) -> list[str]:
-    """Return the MLflow run ids the models' metadata files name."""
+    """Return the MLflow run id of each model's run record (`models/model_vN.run.json`).
+
+    A model whose run record is absent (pulled artifacts carry none: run records are per-run
+    values, kept out of DVC) or names another model file counts as a run the store lacks: it
+    is named ``no-run-record:<version>``, which no store holds.
+    """
     run_ids = []
     for meta in sorted((root / "models").glob("model_v*.json")):
-        run_id = json.loads(meta.read_text(encoding="utf-8")).get("mlflow", {}).get("run_id")
-        if run_id:
-            run_ids.append(str(run_id))
+        if meta.name.count(".") != 1:  # model_vN.json only, not .run.json or .compiled.json
+            continue
+        record = json.loads(meta.read_text(encoding="utf-8"))
+        run_path = meta.with_name(f"{meta.stem}.run.json")
+        run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.exists() else {}
+        model_sha = record.get("artifacts", {}).get("model", {}).get("sha256")
+        matches = run.get("model_sha256") == model_sha
+        run_id = run.get("mlflow", {}).get("run_id") if matches else None
+        run_ids.append(str(run_id) if run_id else f"no-run-record:{meta.stem}")
     return run_ids
 
 
@@ -43,6 +54,9 @@ def missing_runs(root: Path = REPO_ROOT) -> list[str]:
     client = MlflowClient(tracking_uri=f"sqlite:///{db.resolve().as_posix()}")
     missing = []
     for run_id in run_ids:
+        if run_id.startswith("no-run-record:"):
+            missing.append(run_id)
+            continue
         try:
             client.get_run(run_id)
         except MlflowException:
