@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -42,6 +44,7 @@ ENV_VARS: dict[str, str] = {
     "stats_interval": "CHURN_STATS_INTERVAL",
     "drift_window_records": "CHURN_DRIFT_WINDOW_RECORDS",
     "drift_window_seconds": "CHURN_DRIFT_WINDOW_SECONDS",
+    "replica": "CHURN_REPLICA",
     "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
     "mlflow_ui_url": "MLFLOW_UI_URL",
     "mlflow_port": "MLFLOW_PORT",
@@ -81,6 +84,9 @@ class ApiSettings:
     #: Drift windows close at this many records, or after this many seconds (churn.drift).
     drift_window_records: int = 1000
     drift_window_seconds: float = 300.0
+    #: This process's name among replicas (default: the host name): labels its metrics and
+    #: MLflow run, and names its log file ``api-<replica>.log``.
+    replica: str = "api"
     mlflow_tracking_uri: str | None = None
     #: Public URL of the MLflow UI for the page's link; derived when not given (see below).
     mlflow_ui_url: str | None = None
@@ -194,6 +200,19 @@ def _log_level(value: Any, name: str) -> str:
     return level
 
 
+_REPLICA = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def _replica(value: Any, name: str) -> str | None:
+    text = _optional_text(value, name)
+    if text is not None and not _REPLICA.fullmatch(text):
+        raise SettingsError(
+            f"{name}: {text!r} is not a replica name (1-63 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit)"
+        )
+    return text
+
+
 def _http_url(value: Any, name: str) -> str | None:
     text = _optional_text(value, name)
     if text is not None and not _is_http_url(text):
@@ -217,6 +236,7 @@ PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "stats_interval": _float(0.0, 86_400.0, open_low=True),
     "drift_window_records": _int(1, 10_000_000),
     "drift_window_seconds": _float(0.0, 30 * 86_400.0, open_low=True),
+    "replica": _replica,
     # Any scheme is accepted (MLflow also knows sqlite:, file:); only http(s) enables stats.
     "mlflow_tracking_uri": _optional_text,
     "mlflow_ui_url": _http_url,
@@ -310,6 +330,8 @@ def load_api_settings(
         values[key] = PARSERS[key](value, name)
 
     values.setdefault("root", Path(".").resolve())
+    if values.get("replica") is None:  # a container's host name is its id: unique per replica
+        values["replica"] = _replica(socket.gethostname().split(".")[0], "hostname") or "api"
     for key, var in SECRET_ENV_VARS.items():
         secret = env.get(var)
         if secret:

@@ -316,7 +316,7 @@ def _client(stack: Stack, body: bytes, stop: threading.Event, out: list[Outcome]
 def _logged_requests(stack: Stack) -> dict[str, int]:
     """Request ids (of this test) and statuses the API logged, from the log folder."""
     logged: dict[str, int] = {}
-    for path in sorted(stack.logs_dir.glob("api.log*")):
+    for path in sorted(stack.logs_dir.glob("api*.log*")):
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             if '"graceful-' not in line:
                 continue

@@ -38,7 +38,7 @@ def _nox(stack: Stack, session: str, timeout: float = 600) -> subprocess.Complet
 def _logged(stack: Stack, request_id: str) -> bool:
     return any(
         request_id in path.read_text(encoding="utf-8", errors="replace")
-        for path in stack.logs_dir.glob("api.log*")
+        for path in stack.logs_dir.glob("api*.log*")
     )
 
 

@@ -51,7 +51,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     """
     settings = settings if settings is not None else load_api_settings()
     try:
-        configure_logging(settings.log_level, settings.log_dir)
+        configure_logging(settings.log_level, settings.log_dir, replica=settings.replica)
     except OSError as exc:
         raise SettingsError(
             f"CHURN_LOG_DIR: cannot write logs to {settings.log_dir} ({exc.strerror or exc})"
@@ -63,7 +63,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     served, load_error = _load_models(settings)
-    api_metrics = ApiMetrics()
+    api_metrics = ApiMetrics(replica=settings.replica)
     api_metrics.models_loaded.set(1 if served is not None else 0)
     if served is not None:
         for version in served.versions:
@@ -83,6 +83,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
             run_params=_run_params(settings, served),
             username=settings.mlflow_username,
             password=settings.mlflow_password,
+            replica=settings.replica,
         )
         api_metrics.watch_mlflow(lambda: stats.is_up)
 

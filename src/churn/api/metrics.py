@@ -1,7 +1,9 @@
 """Prometheus metrics of one app, in its own registry, and the ``/metrics`` endpoint.
 
 Each app gets a private `CollectorRegistry`, so several apps in one process (tests) never
-collide. Series (all prefixed ``churn_api_``):
+collide. Every series carries a ``replica`` label (``CHURN_REPLICA``, default the host name),
+added when scraped, so that series of replicas behind one address stay apart. Series (all
+prefixed ``churn_api_``):
 
 * ``requests_total{endpoint, method, status}``: answered requests; ``endpoint`` is the
   route pattern (``<unmatched>`` for unknown paths, to keep label values bounded);
@@ -17,7 +19,7 @@ collide. Series (all prefixed ``churn_api_``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Blueprint, Response, current_app
@@ -29,6 +31,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 
 from churn.api.state import get_state
 
@@ -61,11 +64,31 @@ WAITRESS_GAUGES = (
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 
+class _ReplicaLabelled:
+    """A view of a registry whose samples all carry ``replica="<name>"`` (built per scrape)."""
+
+    def __init__(self, registry: CollectorRegistry, replica: str) -> None:
+        self._registry = registry
+        self._replica = replica
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the registry's metric families with the replica label added to each sample."""
+        for family in self._registry.collect():
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            labelled.samples = [
+                sample._replace(labels={**sample.labels, "replica": self._replica})
+                for sample in family.samples
+            ]
+            yield labelled
+
+
 class ApiMetrics:
     """The app's metric objects and their registry."""
 
-    def __init__(self) -> None:
+    def __init__(self, replica: str = "api") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        #: What `/metrics` exposes: the registry, every sample labelled with the replica.
+        self.exposed = _ReplicaLabelled(self.registry, replica)
         self.requests = Counter(
             "churn_api_requests",
             "Answered HTTP requests by endpoint, method and status.",
@@ -166,5 +189,5 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus text exposition of this app's registry."""
-    body = generate_latest(get_state(current_app).metrics.registry)
+    body = generate_latest(get_state(current_app).metrics.exposed)  # type: ignore[arg-type]
     return Response(body, status=200, content_type=CONTENT_TYPE_LATEST)

@@ -1,7 +1,8 @@
 """JSON-lines logging, request ids, and the one log line written per request.
 
 `configure_logging` (called by `create_app`, never at import) sends the ``churn`` loggers to
-stdout and, when a log directory is set, to a rotating ``api.log`` in it. Each request gets
+stdout and, when a log directory is set, to a rotating ``api-<replica>.log`` in it (one file
+per replica: replicas sharing a log folder never rotate one another's file). Each request gets
 an id (the caller's ``X-Request-ID`` when it looks sane, else a new one), returned in the
 same header. The request line holds the id, method, path, status, latency, model version and
 batch size; customer field values are never logged at INFO. Lines of level INFO and below are
@@ -32,6 +33,7 @@ __all__ = [
     "QueueDepthSampler",
     "configure_logging",
     "flush_logs",
+    "log_file_name",
     "request_id_from",
 ]
 
@@ -47,10 +49,16 @@ _HANDLER_MARK = "_churn_api_handler"
 #: Where `JsonFormatter` keeps a record's line (underscored: never emitted as a field).
 _FORMATTED = "_churn_json_line"
 LOG_FILE_NAME = "api.log"
+
 #: Longest time an INFO line waits in memory before it is written (see `_Batching`).
 FLUSH_INTERVAL = 0.2
 #: Characters of waiting lines that trigger a write before the interval is up.
 MAX_PENDING_CHARS = 64 * 1024
+
+
+def log_file_name(replica: str | None = None) -> str:
+    """Return the log file's name: ``api-<replica>.log``, or ``api.log`` without a replica."""
+    return f"api-{replica}.log" if replica else LOG_FILE_NAME
 
 
 class JsonFormatter(logging.Formatter):
@@ -144,7 +152,7 @@ class _StdoutHandler(_Batching, logging.StreamHandler):  # type: ignore[type-arg
 
 
 class _RotatingFileHandler(_Batching, RotatingFileHandler):
-    """The rotating ``api.log``, written in batches (see `_Batching`).
+    """The rotating log file, written in batches (see `_Batching`).
 
     The file's size is counted here rather than asked of the stream (``tell`` on a text file
     flushes it, which would undo the batching); the kind of the file is checked only when it
@@ -250,9 +258,12 @@ class QueueDepthSampler(logging.Filter):
 
 
 def configure_logging(
-    level: str, log_dir: Path | None, logger_names: tuple[str, ...] = ("churn",)
+    level: str,
+    log_dir: Path | None,
+    logger_names: tuple[str, ...] = ("churn",),
+    replica: str | None = None,
 ) -> list[logging.Handler]:
-    """Send the named loggers to stdout (and ``<log_dir>/api.log``) as JSON lines.
+    """Send the named loggers to stdout (and ``<log_dir>/api-<replica>.log``) as JSON lines.
 
     Replaces the handlers an earlier call installed, so building several apps in one process
     does not duplicate lines. Returns the handlers (``serve`` attaches them to Waitress's
@@ -266,7 +277,7 @@ def configure_logging(
     handlers: list[logging.Handler] = [_StdoutHandler(sys.stdout)]
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        handlers.append(_RotatingFileHandler(log_dir / LOG_FILE_NAME, 10 * 1024 * 1024, 5))
+        handlers.append(_RotatingFileHandler(log_dir / log_file_name(replica), 10 * 1024 * 1024, 5))
     for handler in handlers:
         handler.setFormatter(formatter)
         setattr(handler, _HANDLER_MARK, True)

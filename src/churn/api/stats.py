@@ -3,7 +3,7 @@
 Request handlers call `MlflowStats.record_prediction` / `record_rejection`, which only update
 counters under a lock. A daemon thread wakes every ``interval`` seconds, turns what happened
 since the last wake into metric points and sends them with ``urllib`` (short timeouts) to the
-experiment ``churn-serving``, one run per API process:
+experiment ``churn-serving``, one run per API process, named and tagged with its replica:
 
 * ``requests``, ``rejected_requests``: prediction requests answered 200 / 4xx;
 * ``requests_<model>``, ``predictions_<model>``: requests and scored records per model;
@@ -97,6 +97,7 @@ class MlflowStats:
         password: str | None = None,
         timeout: float = 2.0,
         experiment: str = EXPERIMENT,
+        replica: str | None = None,
     ) -> None:
         parts = urlsplit(tracking_uri)
         if parts.username or parts.password:
@@ -106,6 +107,7 @@ class MlflowStats:
         self.interval = interval
         self.timeout = timeout
         self.experiment = experiment
+        self.replica = replica or socket.gethostname()
         self.run_params = dict(run_params or {})
         self._auth: str | None = None
         if username:
@@ -303,7 +305,7 @@ class MlflowStats:
         if self._experiment_id is None:
             self._experiment_id = self._get_or_create_experiment()
         started = _now_ms()
-        name = f"api-{socket.gethostname()}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+        name = f"api-{self.replica}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
         answer = self._call(
             "runs/create",
             {
@@ -314,6 +316,7 @@ class MlflowStats:
                     {"key": "mlflow.runName", "value": name},
                     {"key": "mlflow.source.name", "value": "churn.api"},
                     {"key": "service", "value": "churn-prediction-api"},
+                    {"key": "replica", "value": self.replica},
                 ],
             },
         )

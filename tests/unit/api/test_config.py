@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import fields
 from pathlib import Path
 
@@ -137,3 +138,10 @@ def test_settings_are_frozen() -> None:
     s = load_api_settings(env={})
     with pytest.raises(AttributeError):
         s.port = 1  # type: ignore[misc]
+
+
+def test_replica_defaults_to_the_host_name_and_is_checked() -> None:
+    assert load_api_settings(env={}, yaml_path=None).replica == socket.gethostname().split(".")[0]
+    assert load_api_settings(env={"CHURN_REPLICA": "api-3"}, yaml_path=None).replica == "api-3"
+    with pytest.raises(SettingsError, match="CHURN_REPLICA: '../x' is not a replica name"):
+        load_api_settings(env={"CHURN_REPLICA": "../x"}, yaml_path=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,9 +108,10 @@ def test_bad_artifacts_start_an_app_that_is_never_ready(
     models = client.get("/models").get_json()
     assert models["ready"] is False and reason in models["reason"] and models["models"] == []
     assert client.get("/").status_code == 200
-    assert b"\nchurn_api_models_loaded 0.0\n" in client.get("/metrics").data
+    loaded = rb'\nchurn_api_models_loaded\{replica="[^"]+"\} 0\.0\n'
+    assert re.search(loaded, client.get("/metrics").data)
 
-    lines = (tmp_path / "logs" / "api.log").read_text().splitlines()
+    lines = next((tmp_path / "logs").glob("api-*.log")).read_text().splitlines()
     failures = [json.loads(line) for line in lines if "models not loaded" in line]
     assert len(failures) == 1 and reason in failures[0]["message"]
     assert failures[0]["level"] == "ERROR"

@@ -38,7 +38,7 @@ def test_insane_request_ids_are_replaced(client: FlaskClient, bad: str) -> None:
 
 def _log_lines(log_dir: Path) -> list[dict]:
     flush_logs()  # INFO lines are written in batches
-    return [json.loads(line) for line in (log_dir / "api.log").read_text().splitlines()]
+    return [json.loads(line) for line in next(log_dir.glob("api-*.log")).read_text().splitlines()]
 
 
 def test_one_json_line_per_request_without_customer_values(
@@ -64,7 +64,7 @@ def test_one_json_line_per_request_without_customer_values(
     assert isinstance(first["latency_ms"], float) and first["latency_ms"] >= 0
     assert requests[1]["status"] == 422 and requests[1]["model"] == "v2"
     assert requests[2]["status"] == 404 and requests[2]["model"] is None
-    text = (log_dir / "api.log").read_text()
+    text = next(log_dir.glob("api-*.log")).read_text()
     assert secret_id not in text and "Bitcoin-unique-value" not in text
     assert "Fiber optic" not in text and "Electronic check" not in text
 
@@ -141,3 +141,20 @@ def test_two_apps_keep_separate_metrics(make_app: Callable[..., Flask]) -> None:
         _sample(two.get("/metrics").get_data(as_text=True), "churn_api_requests_total", **count)
         == 1
     )
+
+
+def test_each_replica_labels_its_metrics_and_writes_its_own_log_file(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    log_dir = tmp_path / "logs"
+    for replica in ("api-1", "api-2"):
+        client = make_app(env={"CHURN_REPLICA": replica}, log_dir=str(log_dir)).test_client()
+        client.get("/health")
+        text = client.get("/metrics").get_data(as_text=True)
+        samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+        assert samples and all(f'replica="{replica}"' in line for line in samples)
+        assert _sample(text, "churn_api_requests_total", endpoint="/health", replica=replica) == 1
+    flush_logs()
+    assert sorted(p.name for p in log_dir.iterdir()) == ["api-api-1.log", "api-api-2.log"]
+    first = (log_dir / "api-api-1.log").read_text()
+    assert '"path": "/health"' in first and "api-api-2" not in first

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -168,8 +169,8 @@ def test_waitress_queue_and_busy_threads_are_metrics(running: Callable[..., Runn
     server = running()
     text = requests.get(f"{server.url}/metrics", timeout=5).text
     # read while this very scrape runs in a worker thread, with nothing queued behind it
-    assert "\nchurn_api_waitress_busy_threads 1.0\n" in text
-    assert "\nchurn_api_waitress_queue_depth 0.0\n" in text
+    assert re.search(r'\nchurn_api_waitress_busy_threads\{replica="[^"]+"\} 1\.0\n', text)
+    assert re.search(r'\nchurn_api_waitress_queue_depth\{replica="[^"]+"\} 0\.0\n', text)
 
 
 @pytest.mark.parametrize(
@@ -284,5 +285,5 @@ def test_cli_serves_and_stops_on_sigterm(artifact_root: Path, tmp_path: Path) ->
     # the loaded app, models and libraries are exempt from the collector's full passes
     serving = next(line for line in lines if line["message"].startswith("serving on"))
     assert serving["gc_frozen_objects"] > 10_000
-    logged = (tmp_path / "logs" / "api.log").read_text()
+    logged = next((tmp_path / "logs").glob("api-*.log")).read_text()
     assert '"path": "/predict"' in logged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -38,13 +39,16 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def test_thread_sends_serving_statistics(make_app: Callable[..., Flask], fake: FakeMlflow) -> None:
-    app = make_app(env={"MLFLOW_TRACKING_URI": fake.url}, stats_interval=0.2)
+    env = {"MLFLOW_TRACKING_URI": fake.url, "CHURN_REPLICA": "api-2"}
+    app = make_app(env=env, stats_interval=0.2)
     stats = get_state(app).stats
     assert stats is not None
     client = app.test_client()
     wait_for(lambda: stats.run_id is not None)
     assert fake.experiments == {EXPERIMENT: "1"}
     run = fake.runs[stats.run_id]
+    tags = {t["key"]: t["value"] for t in run["request"]["tags"]}
+    assert tags["replica"] == "api-2" and run["request"]["run_name"].startswith("api-api-2-")
     params = {p["key"]: p["value"] for p in run["params"]}
     assert params["default_model"] == "v2" and params["model_versions"] == "v1,v2"
     assert params["algorithm_v1"] == "LogisticRegression"
@@ -65,7 +69,7 @@ def test_thread_sends_serving_statistics(make_app: Callable[..., Flask], fake: F
     assert metrics["latency_p99_ms"][-1] >= metrics["latency_p50_ms"][-1]
     ready = client.get("/ready").get_json()
     assert ready["status"] == "ready" and ready["checks"]["mlflow"]["status"] == "ok"
-    assert b"churn_api_mlflow_up 1.0" in client.get("/metrics").data
+    assert b'churn_api_mlflow_up{replica="api-2"} 1.0' in client.get("/metrics").data
 
     stats.stop(timeout=2)
     assert fake.runs[run_id := stats.run_id]["status"] == "FINISHED", run_id
@@ -88,7 +92,8 @@ def test_mlflow_down_is_degraded_then_resumes(make_app: Callable[..., Flask]) ->
     assert ready.status_code == 200 and body["status"] == "degraded"
     assert body["checks"]["mlflow"]["status"] == "degraded"
     assert "cannot connect" in body["checks"]["mlflow"]["reason"]
-    assert b"churn_api_mlflow_up 0.0" in client.get("/metrics").data
+    mlflow_down = rb'\nchurn_api_mlflow_up\{replica="[^"]+"\} 0\.0\n'
+    assert re.search(mlflow_down, client.get("/metrics").data)
 
     assert stats.flush() is False  # still down: the interval's points are kept
     assert stats.health()["pending_points"] > 0
