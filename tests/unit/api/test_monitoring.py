@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,9 +41,11 @@ def test_served_records_are_counted_and_exported_as_psi(
     assert "customerID" not in answer.get_data(as_text=True)
 
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'churn_api_drift_psi{column="tenure",model="v1"}' in metrics
-    assert 'churn_api_drift_window_records{model="v1"} 20.0' in metrics
-    assert 'churn_api_drift_current_window_records{model="v2"} 0.0' in metrics
+    assert 'churn_api_drift_psi{column="tenure",model="v1",replica="' in metrics
+    assert re.search(r'churn_api_drift_window_records\{model="v1",replica="[^"]+"\} 20\.0', metrics)
+    assert re.search(
+        r'churn_api_drift_current_window_records\{model="v2",replica="[^"]+"\} 0\.0', metrics
+    )
 
 
 def test_an_unmonitored_version_is_a_clear_404(
