@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -69,3 +72,38 @@ def loyal_customer(customer: dict[str, object]) -> dict[str, object]:
         "MonthlyCharges": 60.0,
         "TotalCharges": 4200.0,
     }
+
+
+@pytest.fixture(scope="session")
+def mlflow_container(mlflow_url: str) -> str:
+    """Id of the local container that publishes MLFLOW_URL's port (skips when there is none)."""
+    port = urlsplit(mlflow_url).port
+    if port is None or shutil.which("docker") is None:
+        pytest.skip(f"no local Docker container to inspect behind {mlflow_url}")
+    found = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"publish={port}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    ids = found.stdout.split()
+    if found.returncode or len(ids) != 1:
+        pytest.skip(f"not exactly one local container publishes port {port}: {ids}")
+    return ids[0]
+
+
+@pytest.fixture(scope="session")
+def mlflow_python(mlflow_container: str) -> Callable[[str], str]:
+    """Run Python code in the MLflow server's container (its packages); return its stdout."""
+
+    def run(code: str) -> str:
+        done = subprocess.run(
+            ["docker", "exec", mlflow_container, "python3", "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    return run

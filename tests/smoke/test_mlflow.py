@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import requests
+
+# MLflow's own switch (mlflow.telemetry.utils.is_telemetry_disabled), evaluated in the server's
+# container under the environment of its process 1: the server itself (docker/mlflow/start.py
+# serves from that process).
+_TELEMETRY_PROBE = """
+import json, os
+with open("/proc/1/environ", "rb") as fh:
+    pairs = [item.decode().split("=", 1) for item in fh.read().split(b"\\0") if b"=" in item]
+os.environ.clear()
+os.environ.update(dict(pairs))
+from mlflow.telemetry.utils import is_telemetry_disabled
+with open("/proc/1/cmdline", "rb") as fh:
+    cmdline = fh.read().replace(b"\\0", b" ").decode()
+print(json.dumps({"disabled": is_telemetry_disabled(), "cmdline": cmdline}))
+"""
 
 
 def test_mlflow_ui_answers(http: requests.Session, mlflow_url: str) -> None:
@@ -86,3 +105,42 @@ def test_serving_statistics_arrive_in_mlflow(
                 return
         time.sleep(3)
     pytest.fail("no serving statistics reached MLflow's 'churn-serving' experiment within 90 s")
+
+
+def test_mlflow_server_sends_no_usage_telemetry(
+    http: requests.Session, mlflow_url: str, mlflow_python: Callable[[str], str]
+) -> None:
+    ui = http.get(f"{mlflow_url}/ajax-api/3.0/mlflow/ui-telemetry", timeout=10)
+    assert ui.status_code == 200, ui.text[:200]
+    assert ui.json()["disable_ui_telemetry"] is True
+    probe = json.loads(mlflow_python(_TELEMETRY_PROBE))
+    assert "mlflow server" in probe["cmdline"], probe
+    assert probe["disabled"] is True, (
+        "MLflow's telemetry is on in the server: MLFLOW_DISABLE_TELEMETRY must default to true"
+    )
+
+
+def test_a_run_its_artifact_and_a_model_version_go_through_the_server(
+    mlflow_url: str, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_url)
+    experiment = client.get_experiment_by_name("smoke-artifacts")
+    experiment_id = (
+        experiment.experiment_id if experiment else client.create_experiment("smoke-artifacts")
+    )
+    run = client.create_run(experiment_id)
+    run_id = run.info.run_id
+    client.log_metric(run_id, "answer", 42.0)
+    client.log_text(run_id, f"hello from {run_id}", "notes/hello.txt")
+    client.set_terminated(run_id)
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
+    local = client.download_artifacts(run_id, "notes/hello.txt", str(tmp_path))
+    assert Path(local).read_text() == f"hello from {run_id}"
+
+    name = f"smoke-model-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    version = client.create_model_version(name, f"runs:/{run_id}/notes", run_id=run_id)
+    assert client.get_model_version(name, version.version).run_id == run_id
+    client.delete_registered_model(name)
