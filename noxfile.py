@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,10 +21,21 @@ import nox
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))  # the operations package, from the Python running nox
 
-from churn_ops import artifacts, devenv, dotenv, images, k8s, lifecycle, swarm, training
+from churn_ops import (
+    artifacts,
+    devenv,
+    dotenv,
+    images,
+    k8s,
+    lifecycle,
+    monitoring,
+    suites,
+    swarm,
+    training,
+)
 from churn_ops import publish as publishing
 from churn_ops.shell import OpsError, ensure_tool
-from churn_ops.stack import Stack, docker_answers, require_docker, unanswered
+from churn_ops.stack import Stack, require_docker
 
 nox.options.sessions = ["lint", "tests"]
 
@@ -69,9 +79,9 @@ def lint(session: nox.Session) -> None:
     """Lint Python (ruff), Dockerfiles (hadolint), YAML (yamllint): the pre-commit hooks."""
     dev(session)
     session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure", external=True)
-    workflows = sorted(map(str, (ROOT / ".github" / "workflows").glob("*.yml")))
-    if shutil.which("actionlint"):
-        session.run("actionlint", *workflows, external=True)
+    actionlint = suites.actionlint_args(ROOT)
+    if actionlint:
+        session.run(*actionlint, external=True)
     else:
         session.log("actionlint is not installed here: .github/workflows/ is not checked")
 
@@ -89,22 +99,7 @@ def tests(session: nox.Session) -> None:
 @menu()
 def lock(session: nox.Session) -> None:
     """Regenerate the hashed lock files (images and dev) from pyproject.toml with uv."""
-    if shutil.which("uv") is None:
-        session.error("'uv' is not installed: `pip install uv` (requirements/tools.txt pins it)")
-    common = ["uv", "pip", "compile", "--universal", "--python-version", "3.11"]
-    common += ["--generate-hashes", "--quiet"]
-    api_lock = "docker/requirements/api.lock"
-    session.run(*common, "pyproject.toml", "-o", api_lock, *session.posargs, external=True)
-    mlflow_in, mlflow_lock = "docker/requirements/mlflow.in", "docker/requirements/mlflow.lock"
-    # Without what `mlflow` pulls for client-side features the server never imports.
-    excludes = ["--excludes", "docker/requirements/mlflow.exclude"]
-    session.run(*common, mlflow_in, *excludes, "-o", mlflow_lock, *session.posargs, external=True)
-    # The dev lock is constrained by the API lock: training and serving unpickle with the
-    # same scikit-learn and numpy.
-    extras = ["--extra", "pipeline", "--extra", "dev", "-c", api_lock]
-    session.run(
-        *common, "pyproject.toml", *extras, "-o", devenv.DEV_LOCK, *session.posargs, external=True
-    )
+    devenv.compile_locks(session, list(session.posargs))
 
 
 @menu()
@@ -125,14 +120,8 @@ def train(session: nox.Session) -> None:
 def serve(session: nox.Session) -> None:
     """Serve the API locally with Waitress, without Docker (needs the artifacts)."""
     dev(session)
-    session.run(
-        "python",
-        "-m",
-        "churn.api.serve",
-        *session.posargs,
-        external=True,
-        env={"CHURN_ROOT": str(ROOT)},
-    )
+    serve_args = ("python", "-m", "churn.api.serve", *session.posargs)
+    session.run(*serve_args, external=True, env={"CHURN_ROOT": str(ROOT)})
 
 
 @menu()
@@ -146,24 +135,24 @@ def build(session: nox.Session) -> None:
 
 @menu()
 def up(session: nox.Session) -> None:
-    """Start the Compose stack and wait until healthy (`-- --replicas N`: N APIs behind a lb)."""
+    """Start the stack, wait until healthy (`-- --replicas N` behind a lb; `-- --monitoring`)."""
     require_docker()
-    lifecycle.bring_up(session, *swarm.replicated(Stack.from_environment(ROOT), session.posargs))
+    args, with_prometheus = monitoring.split_flag(list(session.posargs))
+    stack, args = swarm.replicated(Stack.from_environment(ROOT), args)
+    if with_prometheus:
+        monitoring.ensure_image(session, ROOT)
+        stack.extra_files.append(monitoring.override_file(ROOT))
+    lifecycle.bring_up(session, stack, args)
+    if with_prometheus:
+        monitoring.wait_healthy(stack)
+        session.log(f"  {'Dashboard':10} {monitoring.dashboard_url()}")
 
 
 @menu()
 def smoke(session: nox.Session) -> None:
     """Run the smoke tests against the running stack (API_URL, MLFLOW_URL)."""
-    stack = Stack.from_environment(ROOT)
-    env = {
-        "API_URL": os.environ.get("API_URL", stack.api_url),
-        "MLFLOW_URL": os.environ.get("MLFLOW_URL", stack.mlflow_url),
-    }
-    silent = unanswered(env)
-    if silent:
-        session.error(
-            f"Nothing answers at {', '.join(silent)}: start the stack first with `nox -s up`"
-        )
+    env = suites.client_env(Stack.from_environment(ROOT))
+    suites.require_answering(env)
     dev(session)
     pytest(session, "tests/smoke", *session.posargs, **env)
 
@@ -172,7 +161,9 @@ def smoke(session: nox.Session) -> None:
 def down(session: nox.Session) -> None:
     """Stop the stack; data is kept (`-- --volumes` also deletes mlruns/ and logs/)."""
     require_docker()
-    lifecycle.take_down(session, Stack.from_environment(ROOT), list(session.posargs))
+    stack = Stack.from_environment(ROOT)
+    stack.extra_files.append(monitoring.override_file(ROOT))  # Prometheus too, if it was started
+    lifecycle.take_down(session, stack, list(session.posargs))
 
 
 @menu()
@@ -204,11 +195,7 @@ def publish(session: nox.Session) -> None:
 def publish_test(session: nox.Session) -> None:
     """Publish to a throwaway registry on 127.0.0.1, run the stack from it, smoke-test it."""
     require_docker()
-    if not (
-        ensure_tool(session, "docker-registry", "docker-registry")
-        or ensure_tool(session, "registry", "docker-registry")
-    ):
-        session.error("The test needs a registry binary: `sudo apt-get install docker-registry`")
+    suites.require_registry(session)
     dev(session)
     # The test runs `nox -s publish` with the Python that runs this nox.
     pytest(session, *(session.posargs or ["tests/publish"]), PUBLISH_TEST_PYTHON=sys.executable)
@@ -217,22 +204,8 @@ def publish_test(session: nox.Session) -> None:
 @menu()
 def browser(session: nox.Session) -> None:
     """Drive the running stack's pages in headless Chromium; screenshots in results/screenshots/."""
-    if not (os.environ.get("CHROMIUM") and os.environ.get("CHROMEDRIVER")):
-        found = ensure_tool(session, "chromium", "chromium") and ensure_tool(
-            session, "chromedriver", "chromium-driver"
-        )
-        if not found:
-            session.error(
-                "Chromium and chromedriver are needed (or set CHROMIUM and CHROMEDRIVER)."
-            )
+    env = suites.browser_env(session, Stack.from_environment(ROOT), ROOT)
     dev(session)
-    stack = Stack.from_environment(ROOT)
-    env = {
-        "API_URL": os.environ.get("API_URL", stack.api_url),
-        "MLFLOW_URL": os.environ.get("MLFLOW_URL", stack.mlflow_url),
-        "SCREENSHOTS_DIR": os.environ.get("SCREENSHOTS_DIR", str(ROOT / "results" / "screenshots")),
-        "SE_OFFLINE": "true",  # Selenium Manager never downloads a driver or a browser
-    }
     pytest(session, "tests/browser", *session.posargs, **env)
     session.log(f"Screenshots: {env['SCREENSHOTS_DIR']}")
 
@@ -256,25 +229,10 @@ def devcontainer(session: nox.Session) -> None:
 @menu()
 def bench(session: nox.Session) -> None:
     """Benchmark the API against `mlflow models serve` with wrk; results in results/bench/."""
-    if not ensure_tool(session, "wrk", "wrk"):
-        session.error("The load generator wrk is needed: `sudo apt-get install wrk`.")
+    suites.require_wrk(session)
     dev(session)
-    stack = Stack.from_environment(ROOT)
-    args = ["--root", str(ROOT), "--api-url", stack.api_url]
-    note = f"used the stack already running at {stack.api_url}"
-    if unanswered({"API_URL": stack.api_url}, path="/ready"):
-        require_docker()
-        session.log(f"No ready API at {stack.api_url}: starting the stack (left running).")
-        seconds = lifecycle.bring_up(session, stack, [])
-        args += ["--started-stack", "--up-seconds", f"{seconds:.1f}"]
-        note = "started the stack with `nox -s up` for the benchmark; it is left running"
-    if not docker_answers():
-        session.log("No Docker engine answers: image, build, `up` and memory figures skipped.")
-        args.append("--skip-docker")
-    session.log(note)
-    session.run(
-        "python", "-m", "benchmarks", *args, "--stack-note", note, *session.posargs, external=True
-    )
+    args = suites.bench_args(session, Stack.from_environment(ROOT), ROOT)
+    session.run("python", "-m", "benchmarks", *args, *session.posargs, external=True)
 
 
 @menu()
@@ -305,8 +263,7 @@ def undeploy(session: nox.Session) -> None:
 @menu(name="swarm")
 def swarm_tests(session: nox.Session) -> None:
     """Swarm suite: rolling update and a killed replica under wrk load, throughput of 1 and 2."""
-    if not ensure_tool(session, "wrk", "wrk"):
-        session.error("The load generator wrk is needed: `sudo apt-get install wrk`.")
+    suites.require_wrk(session)
     dev(session)
     pytest(session, "-rs", "-s", *(session.posargs or ["tests/swarm"]))
 

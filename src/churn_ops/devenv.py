@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from churn_ops.shell import Session
+from churn_ops.shell import OpsError, Session
 from churn_ops.stack import REPO_ROOT
 
 DEV_LOCK = "requirements/dev.lock"
@@ -74,3 +74,26 @@ def activate(session: Session, root: Path = REPO_ROOT) -> Path:
     if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     return env_dir
+
+
+def compile_locks(session: Session, extra: list[str]) -> None:
+    """Regenerate the hashed lock files (API image, MLflow image, dev) from pyproject.toml with uv.
+
+    Raises:
+        OpsError: uv is not installed.
+
+    """
+    uv = _uv()
+    if uv is None:
+        raise OpsError("'uv' is not installed: `pip install uv` (requirements/tools.txt pins it)")
+    common = [uv, "pip", "compile", "--universal", "--python-version", "3.11"]
+    common += ["--generate-hashes", "--quiet"]
+    api_lock = "docker/requirements/api.lock"
+    session.run(*common, "pyproject.toml", "-o", api_lock, *extra, external=True)
+    mlflow_in, mlflow_lock = "docker/requirements/mlflow.in", "docker/requirements/mlflow.lock"
+    # Without what `mlflow` pulls for client-side features the server never imports.
+    excludes = ["--excludes", "docker/requirements/mlflow.exclude"]
+    session.run(*common, mlflow_in, *excludes, "-o", mlflow_lock, *extra, external=True)
+    # The dev lock is constrained by the API lock: training and serving share numpy's version.
+    extras = ["--extra", "pipeline", "--extra", "dev", "-c", api_lock]
+    session.run(*common, "pyproject.toml", *extras, "-o", DEV_LOCK, *extra, external=True)
