@@ -211,6 +211,14 @@ def browser(session: nox.Session) -> None:
 
 
 @menu()
+def learn(session: nox.Session) -> None:
+    """Run every command of docs/learn.md as printed, in order, against the running stack."""
+    suites.require_answering(suites.client_env(Stack.from_environment(ROOT)))
+    dev(session)
+    pytest(session, "-v", *(session.posargs or ["tests/learn"]))
+
+
+@menu()
 def compose(session: nox.Session) -> None:
     """Container tests of the Compose files on stacks of their own (by-hand `up`, PostgreSQL)."""
     require_docker()
