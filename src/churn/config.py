@@ -74,7 +74,8 @@ class ApiSettings:
     threshold: float = 0.5
     host: str = "0.0.0.0"  # noqa: S104 - the container publishes the port
     port: int = 5000
-    threads: int = 4
+    #: Waitress worker threads; 0 serves requests on its I/O thread (`churn.api.serve`).
+    threads: int = 0
     channel_timeout: int = 30
     log_level: str = "INFO"
     log_dir: Path | None = None
@@ -227,7 +228,7 @@ PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "threshold": _float(0.0, 1.0, open_low=True),
     "host": _text,
     "port": _int(1, 65535),
-    "threads": _int(1, 256),
+    "threads": _int(0, 256),
     "channel_timeout": _int(1, 3600),
     "log_level": _log_level,
     "log_dir": _optional_path,

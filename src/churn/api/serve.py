@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from types import FrameType
 from typing import Any
 
@@ -29,7 +30,7 @@ from churn.api.request_log import QueueDepthSampler, attach_handlers
 from churn.api.state import get_state
 from churn.config import ApiSettings, SettingsError, load_api_settings
 
-__all__ = ["freeze_startup_objects", "main", "run", "serve", "waitress_options"]
+__all__ = ["InlineDispatcher", "freeze_startup_objects", "main", "run", "serve", "waitress_options"]
 
 log = logging.getLogger("churn.api.serve")
 
@@ -47,7 +48,8 @@ def waitress_options(settings: ApiSettings) -> dict[str, object]:
     return {
         "host": settings.host,
         "port": settings.port,
-        "threads": settings.threads,
+        # 0 (inline, see `InlineDispatcher`): Waitress's own thread count is then unused.
+        "threads": max(1, settings.threads),
         "channel_timeout": settings.channel_timeout,
         "max_request_body_size": settings.max_body_bytes + BODY_HEADROOM,
         # The API sits behind no trusted proxy: drop X-Forwarded-* and friends.
@@ -81,6 +83,54 @@ class JsonErrorChannel(HTTPChannel):
     """An HTTP channel whose protocol-level errors are answered by `JsonErrorTask`."""
 
     error_task_class = JsonErrorTask
+
+
+class InlineDispatcher:
+    """Waitress's task dispatcher without threads: requests run on the I/O thread, in turn.
+
+    Used when the ``threads`` setting is 0 (the default). Waitress hands each request from its
+    I/O thread to a worker thread. The app is CPU-bound and holds the interpreter lock while it
+    runs, so worker threads add no parallelism, only a hand-off per request through a
+    condition variable and the lock: on 2 shared cores that cost about 29 ``futex`` calls per
+    request and 3-4x the CPU a request costs alone (docs/performance.md). Here the I/O loop
+    reads the requests of one poll, `run_pending` serves them one after another on the same
+    thread (no lock changes hands), and the next poll writes the answers back.
+
+    The price: a long request (a 1,000-record batch, ~15 ms) delays the others of its poll
+    instead of sharing the interpreter lock with them in 5 ms slices.
+    """
+
+    def __init__(self) -> None:
+        self.queue: deque[Any] = deque()
+        #: requests running now (0 or 1), for the busy-threads gauge
+        self.active_count = 0
+
+    def add_task(self, task: Any) -> None:
+        """Queue a channel whose request is complete; `run_pending` serves it."""
+        self.queue.append(task)
+
+    def run_pending(self) -> None:
+        """Serve every queued request (a channel re-queues itself for a pipelined one)."""
+        queue = self.queue
+        while queue:
+            task = queue.popleft()
+            self.active_count = 1
+            try:
+                task.service()
+            except BaseException:  # as Waitress's own worker threads do
+                log.exception("exception when serving %r", task)
+            finally:
+                self.active_count = 0
+
+    def set_thread_count(self, count: int) -> None:
+        """No threads to start or stop (Waitress's interface)."""
+
+    def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
+        """Drop what is still queued (Waitress's interface); True when nothing was."""
+        dropped = len(self.queue)
+        if cancel_pending:
+            self.queue.clear()
+        return dropped == 0
 
 
 def _busy(server: object) -> bool:
@@ -155,7 +205,8 @@ def serve(app: Flask, settings: ApiSettings, stop: threading.Event | None = None
         queue_log.removeFilter(old)
     queue_log.addFilter(QueueDepthSampler(QUEUE_WARNING_INTERVAL))
 
-    server = create_server(app, **waitress_options(settings))
+    inline = InlineDispatcher() if settings.threads == 0 else None
+    server = create_server(app, _dispatcher=inline, **waitress_options(settings))
     server.channel_class = JsonErrorChannel  # type: ignore[union-attr]
     dispatcher = server.task_dispatcher  # type: ignore[union-attr]
     get_state(app).metrics.watch_waitress(
@@ -181,11 +232,15 @@ def serve(app: Flask, settings: ApiSettings, stop: threading.Event | None = None
     try:
         while not stop.is_set():
             wasyncore.loop(timeout=0.2, use_poll=True, map=socket_map, count=1)
+            if inline is not None:
+                inline.run_pending()
         # Graceful stop: take no new connections, finish and send what is in flight.
         _stop_listening(server)
         deadline = time.monotonic() + GRACE_SECONDS
         while _busy(server) and time.monotonic() < deadline:
             wasyncore.loop(timeout=0.05, use_poll=True, map=socket_map, count=1)
+            if inline is not None:
+                inline.run_pending()
     finally:
         server.task_dispatcher.shutdown(timeout=2)  # type: ignore[union-attr]
         wasyncore.close_all(socket_map)

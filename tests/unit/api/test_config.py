@@ -30,7 +30,7 @@ def test_every_setting_has_an_env_var_and_the_documented_defaults() -> None:
     }
     assert settable == set(ENV_VARS)
     s = load_api_settings(env={})
-    assert (s.model_versions, s.default_model, s.port, s.threads) == (("v1", "v2"), "v2", 5000, 4)
+    assert (s.model_versions, s.default_model, s.port, s.threads) == (("v1", "v2"), "v2", 5000, 0)
     assert (s.max_batch, s.max_body_bytes, s.threshold) == (1000, 2 * 1024 * 1024, 0.5)
     assert (s.host, s.log_level, s.log_dir, s.stats_interval) == ("0.0.0.0", "INFO", None, 10.0)
     assert s.root == Path.cwd().resolve()
@@ -68,7 +68,7 @@ def test_yaml_is_found_under_churn_root(tmp_path: Path) -> None:
     [
         ({"CHURN_PORT": "http"}, "CHURN_PORT: expected an integer"),
         ({"CHURN_PORT": "70000"}, "CHURN_PORT: 70000 is out of range"),
-        ({"CHURN_THREADS": "0"}, "CHURN_THREADS"),
+        ({"CHURN_THREADS": "-1"}, "CHURN_THREADS"),
         ({"CHURN_THRESHOLD": "1.5"}, "CHURN_THRESHOLD"),
         ({"CHURN_THRESHOLD": "nan"}, "CHURN_THRESHOLD"),
         ({"CHURN_MAX_BATCH": "-1"}, "CHURN_MAX_BATCH"),
