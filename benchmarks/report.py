@@ -34,11 +34,16 @@ TARGETS = {
     "ours_over_mlflow": 5.0,  # >= 5x the requests/s of `mlflow models serve`, same model
     "predict_p99_ms": 25.0,  # p99 <= 25 ms at 16 connections
     "batch_1000_server_ms": 20.0,  # a 1,000-record batch in <= 20 ms of server time
+    # issue 18
+    "health_over_ceiling": 0.8,  # /health >= 0.8x the trivial app's requests/s, same run
+    "health_cpu_concurrent_over_one": 1.3,  # CPU/request at 16 connections <= 1.3x at 1
 }
 
 #: Short x-axis labels of the chart.
 CHART_LABELS = {
+    "ceiling": "trivial /health",
     "health": "GET /health",
+    "health_one": "/health, 1 conn",
     "predict_v1": "/predict v1",
     "predict_v2": "/predict v2",
     "batch_100": "batch x100 (v2)",
@@ -64,13 +69,26 @@ def _rps(scenarios: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
 
 
 def ratios(scenarios: Mapping[str, Mapping[str, Any]]) -> dict[str, float | None]:
-    """Return the ratios of requests/s: predict (v1, v2) over health, ours (v2) over MLflow."""
+    """Return the ratios of requests/s and of /health's server CPU per request.
+
+    Requests/s: predict (v1, v2) over health, ours (v2) over MLflow, health over the trivial
+    app (the ceiling). CPU: /health at the suite's connections over one at a time.
+    """
     health = _rps(scenarios, "health")
     return {
         "predict_v1_over_health": ratio(_rps(scenarios, "predict_v1"), health),
         "predict_v2_over_health": ratio(_rps(scenarios, "predict_v2"), health),
         "ours_over_mlflow": ratio(_rps(scenarios, "predict_v2"), _rps(scenarios, "mlflow_v2")),
+        "health_over_ceiling": ratio(health, _rps(scenarios, "ceiling")),
+        "health_cpu_concurrent_over_one": ratio(
+            _cpu(scenarios, "health"), _cpu(scenarios, "health_one")
+        ),
     }
+
+
+def _cpu(scenarios: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
+    value = (scenarios.get(name) or {}).get("server_cpu_ms_per_request")
+    return float(value) if value is not None else None
 
 
 def targets(
@@ -112,6 +130,20 @@ def targets(
             "p99 of single-record /predict (v1 and v2) <= 25 ms at 16 connections",
             worst_p99,
             TARGETS["predict_p99_ms"],
+            higher=False,
+        ),
+        judge(
+            "health_over_ceiling",
+            "/health >= 0.8x the requests/s of a trivial Flask app on Waitress (same run)",
+            computed.get("health_over_ceiling"),
+            TARGETS["health_over_ceiling"],
+            higher=True,
+        ),
+        judge(
+            "health_cpu_concurrent_over_one",
+            "/health's server CPU per request at 16 connections <= 1.3x one at a time",
+            computed.get("health_cpu_concurrent_over_one"),
+            TARGETS["health_cpu_concurrent_over_one"],
             higher=False,
         ),
         judge(

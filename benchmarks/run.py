@@ -2,7 +2,10 @@
 
 `nox -s bench` makes sure the stack is up, then runs this. In order:
 
-1. wrk loads, one after another, on 127.0.0.1: ``GET /health``; ``POST /predict`` (one
+1. wrk loads, one after another, on 127.0.0.1: the ceiling, a trivial Flask ``GET /health``
+   on stock Waitress (`benchmarks.ceiling`, in a container of the API's image when the API
+   runs in one); the API's ``GET /health``, then ``GET /health`` one request at a time (the
+   CPU per request the concurrent figure is judged against); ``POST /predict`` (one
    record) for v1 and v2; ``POST /predict/batch`` (v2) with 100 and 1,000 records; the
    container's memory is sampled with ``docker stats`` during the v2 and 1,000-batch loads;
 2. the server time of a 1,000-record batch, one request at a time, from the API's own
@@ -36,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks import docker_facts, mlflow_serve, payloads, procstat, report
+from benchmarks import ceiling, docker_facts, mlflow_serve, payloads, procstat, report
 from benchmarks.wrk import WrkError, WrkResult, median_run, run_wrk
 
 __all__ = ["Scenario", "main"]
@@ -45,7 +48,7 @@ SEQUENTIAL_BATCHES = 30
 
 
 #: Scenarios run `--repeat` times (their p99 and the ratios decide targets); others once.
-REPEATED = frozenset({"health", "predict_v1", "predict_v2"})
+REPEATED = frozenset({"ceiling", "health", "predict_v1", "predict_v2"})
 #: Scenarios during which the API container's memory is sampled (`docker stats`).
 MEMORY_SAMPLED = ("batch_100", "batch_1000")
 
@@ -61,6 +64,8 @@ class Scenario:
     path: str
     body: bytes | None
     records: int
+    #: wrk connections when not the suite's (1: one request at a time)
+    connections: int | None = None
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -157,7 +162,11 @@ class _Sampler:
 def _scenarios(records: list[dict[str, object]]) -> list[Scenario]:
     one = payloads.predict_body(records[0])
     return [
+        Scenario(
+            "ceiling", "GET /health, trivial app (ceiling)", "ceiling", "GET", "/health", None, 0
+        ),
         Scenario("health", "GET /health", "api", "GET", "/health", None, 0),
+        Scenario("health_one", "GET /health, 1 connection", "api", "GET", "/health", None, 0, 1),
         Scenario("predict_v1", "POST /predict v1", "api", "POST", "/predict?model=v1", one, 1),
         Scenario("predict_v2", "POST /predict v2", "api", "POST", "/predict?model=v2", one, 1),
         Scenario(
@@ -275,8 +284,8 @@ def _load(
                 method=scenario.method,
                 body_file=body_file,
                 duration_s=args.duration,
-                threads=args.threads,
-                connections=args.connections,
+                threads=min(args.threads, scenario.connections or args.threads),
+                connections=scenario.connections or args.connections,
             )
         except WrkError as exc:
             entry["error"] = str(exc)
@@ -409,6 +418,22 @@ def _mlflow_scenario(
         facts["error"] = str(exc)
         return _skipped(scenario, str(exc).splitlines()[0]), facts, check
     return entry, facts, check
+
+
+def _ceiling(
+    scenario: Scenario, work: Path, args: argparse.Namespace, container: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Run the ceiling scenario against the trivial app, started and stopped here."""
+    image = container["image"] if container else None
+    try:
+        with ceiling.serving(mlflow_serve.free_port(), image) as app:
+            _log(f"ceiling: trivial app up ({app.where})")
+            entry = _load(scenario, app.url, work, args, ServerProbe(lambda: [app.pid]))
+            entry["where"] = app.where
+            return entry
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        _log(f"ceiling: {exc}")
+        return _skipped(scenario, f"not measured: {exc}")
 
 
 def _same_model(api_url: str, mlflow_url: str, mlflow_body: bytes) -> dict[str, Any] | None:
@@ -579,7 +604,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="churn-bench-") as tmp:
         work = Path(tmp)
         all_scenarios = _scenarios(records)
-        for scenario in all_scenarios[:-1]:
+        by_name = {scenario.name: scenario for scenario in all_scenarios}
+        entries.append(_ceiling(by_name["ceiling"], work, args, container))
+        for scenario in all_scenarios[1:-1]:
             # `docker stats` takes CPU of its own: memory is sampled only during the batch
             # loads, never during the runs whose p99 and requests/s decide targets.
             sampled = scenario.name in MEMORY_SAMPLED and container is not None
@@ -597,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"{SEQUENTIAL_BATCHES} batches of 1,000 records, one at a time ...")
         batch.update(
             _sequential_batches(
-                args.api_url, all_scenarios[4].body or b"", SEQUENTIAL_BATCHES, probe
+                args.api_url, by_name["batch_1000"].body or b"", SEQUENTIAL_BATCHES, probe
             )
         )
         results["batch_1000_server_ms"] = batch
@@ -617,9 +644,9 @@ def main(argv: list[str] | None = None) -> int:
     results["host"]["load_avg_end"] = _loadavg()
     if not args.skip_docker:
         _docker(args, results)
-    by_name = {e["name"]: e for e in entries}
-    results["ratios"] = report.ratios(by_name)
-    results["targets"] = report.targets(by_name, results["ratios"], batch.get("server_mean_ms"))
+    measured = {e["name"]: e for e in entries}
+    results["ratios"] = report.ratios(measured)
+    results["targets"] = report.targets(measured, results["ratios"], batch.get("server_mean_ms"))
     results["notes"] += _notes(results, container)
     report.write_json(results, args.out / "bench.json")
     try:
@@ -638,7 +665,9 @@ def _notes(results: dict[str, Any], container: dict[str, str] | None) -> list[st
         "(docker-proxy on 127.0.0.1); wrk shares the CPUs with the servers",
         "mlflow models serve ran on the host from the nox venv (--env-manager local, 1 "
         "uvicorn worker, its default); the API ran in its container (Waitress, "
-        f"{os.environ.get('CHURN_THREADS', '4')} threads by default)",
+        f"CHURN_THREADS={os.environ.get('CHURN_THREADS', '0')}: 0 = requests on the I/O thread)",
+        f"the ceiling is a trivial Flask /health on stock Waitress ({ceiling.THREADS} threads), "
+        "in a container of the API's image when the API runs in one",
     ]
     if container is None:
         notes.append("no container publishes the API port: memory not measured")

@@ -37,7 +37,9 @@ def _result(rps: float, p99: float = 10.0, errors: int = 0) -> dict[str, Any]:
     }
 
 
-def _scenario(name: str, server: str, result: dict[str, Any] | None) -> dict[str, Any]:
+def _scenario(
+    name: str, server: str, result: dict[str, Any] | None, cpu_ms: float | None = None
+) -> dict[str, Any]:
     return {
         "name": name,
         "label": name.replace("_", " "),
@@ -49,12 +51,15 @@ def _scenario(name: str, server: str, result: dict[str, Any] | None) -> dict[str
         "load_avg_1m": 1.5,
         "result": result,
         "error": None if result else "skipped",
+        "server_cpu_ms_per_request": cpu_ms,
     }
 
 
 def _results(mlflow_rps: float | None = 100.0) -> dict[str, Any]:
     scenarios = [
-        _scenario("health", "api", _result(3000.0, 8.0)),
+        _scenario("ceiling", "ceiling", _result(3200.0, 7.0), 0.4),
+        _scenario("health", "api", _result(3000.0, 8.0), 0.6),
+        _scenario("health_one", "api", _result(900.0, 2.0), 0.5),
         _scenario("predict_v1", "api", _result(1800.0, 12.0)),
         _scenario("predict_v2", "api", _result(1500.0, 30.0)),
         _scenario("batch_100", "api", _result(400.0, 60.0)),
@@ -98,6 +103,8 @@ def test_ratios_compare_predict_with_health_and_ours_with_mlflow() -> None:
         "predict_v1_over_health": 0.6,
         "predict_v2_over_health": 0.5,
         "ours_over_mlflow": 15.0,
+        "health_over_ceiling": 0.938,
+        "health_cpu_concurrent_over_one": 1.2,
     }
 
 
@@ -114,6 +121,17 @@ def test_targets_are_judged_on_the_worst_version() -> None:
     assert (p99["value"], p99["met"]) == (30.0, False)  # v2's p99 of 30 ms misses 25 ms
     batch = judged["batch_1000_server_ms"]
     assert (batch["value"], batch["met"]) == (15.0, True)
+    assert judged["health_over_ceiling"]["met"] is True  # 0.938 >= 0.8
+    assert judged["health_cpu_concurrent_over_one"]["met"] is True  # 1.2 <= 1.3
+
+
+def test_a_server_cpu_that_grows_under_concurrency_misses_its_target() -> None:
+    results = _results()
+    by_name = {s["name"]: s for s in results["scenarios"]}
+    by_name["health"]["server_cpu_ms_per_request"] = 1.9  # the collapse of issue 18
+    judged = {t["name"]: t for t in report.targets(by_name, report.ratios(by_name), 15.0)}
+    cpu = judged["health_cpu_concurrent_over_one"]
+    assert (cpu["value"], cpu["met"]) == (3.8, False)
 
 
 def test_unmeasured_targets_are_neither_met_nor_missed() -> None:
@@ -141,7 +159,7 @@ def test_a_complete_document_matches_the_schema() -> None:
     [
         lambda d: d.pop("scenarios"),
         lambda d: d["scenarios"][0]["result"].update(requests_per_s=-1.0),
-        lambda d: d["scenarios"][0].update(server="bentoml"),
+        lambda d: d["scenarios"][0].update(server="gunicorn"),
         lambda d: d["host"].update(load_avg_start=[1.0]),
         lambda d: d["targets"][0].update(met="yes"),
         lambda d: d["ratios"].pop("ours_over_mlflow"),
@@ -171,7 +189,7 @@ def test_the_report_lists_every_scenario_and_target_verdict() -> None:
 
 def test_repeated_runs_are_listed_and_their_errors_counted() -> None:
     results = _results()
-    health = results["scenarios"][0]
+    health = next(s for s in results["scenarios"] if s["name"] == "health")
     health["runs"] = [
         {"requests_per_s": 2900.0, "p50_ms": 5.0, "p99_ms": 7.5},
         {"requests_per_s": 3000.0, "p50_ms": 5.0, "p99_ms": 8.0},
