@@ -17,7 +17,7 @@ Format (JSON, floats written with Python's round-trip ``repr``)::
            or {"kind": "gradient_boosted_trees", "baseline": -1.0,
                "trees": [{"value": [...], "feature": [...], "threshold": [...],
                           "missing_left": [...], "left": [...], "right": [...],
-                          "is_leaf": [...]}, ...]}}
+                          "is_leaf": [...], "count": [...]}, ...]}}
 
 Only the estimators the serving core can evaluate exactly are exported; any other is refused
 with `ExportError` naming what is not supported.
@@ -184,6 +184,7 @@ def compile_classifier(model: object, n_features: int) -> dict[str, Any]:
                     "left": [int(v) for v in nodes["left"]],
                     "right": [int(v) for v in nodes["right"]],
                     "is_leaf": [int(v) for v in nodes["is_leaf"]],
+                    "count": [int(v) for v in nodes["count"]],
                 }
             )
         baseline = float(np.asarray(model._baseline_prediction).ravel()[0])

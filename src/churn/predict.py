@@ -24,10 +24,13 @@ import numpy as np
 from churn.model_record import SERVING_ARTIFACT, ModelRecord, RunRecord, describe, sha256_bytes
 from churn.serving.artifacts import ArtifactError, read_records, read_verified, verify_artifact
 from churn.serving.compiled import load_compiled
+from churn.serving.explain import Explainer, Explanation, explainer_for
 from churn.serving.scorers import Scorer
 
 __all__ = [
     "ArtifactError",
+    "ExplanationUnavailableError",
+    "Explanation",
     "ModelInfo",
     "ServingModels",
     "UnknownVersionError",
@@ -40,6 +43,10 @@ class UnknownVersionError(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "unknown model version"
+
+
+class ExplanationUnavailableError(LookupError):
+    """The model version has no explainer."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,7 @@ class ModelInfo:
 class _Served:
     info: ModelInfo
     scorer: Scorer
+    explainer: Explainer | None = None
 
 
 class ServingModels:
@@ -126,7 +134,8 @@ class ServingModels:
                     f"file has {sha256_bytes(data)})"
                 )
             scorer = load_compiled(data, source)
-            served[version] = _Served(ModelInfo(version, record, run, scorer.engine), scorer)
+            info = ModelInfo(version, record, run, scorer.engine)
+            served[version] = _Served(info, scorer, explainer_for(scorer))
         return cls(served)
 
     def _get(self, version: str) -> _Served:
@@ -164,3 +173,19 @@ class ServingModels:
         if len(records) == 0:
             return np.empty(0, dtype=np.float64)
         return scorer.proba(records)
+
+    def explain(self, version: str, records: Sequence[Mapping[str, object]]) -> Explanation:
+        """Return each validated record's contributions to the churn log-odds, per column.
+
+        Records are as for `predict_proba`. See `churn.serving.explain`.
+
+        Raises:
+            UnknownVersionError: (a ``KeyError``) the version is not served.
+            ExplanationUnavailableError: the version's model has no explainer (a tree model
+                file without node counts).
+
+        """
+        explainer = self._get(version).explainer
+        if explainer is None:
+            raise ExplanationUnavailableError(f"model {version} has no explainer")
+        return Explanation(explainer.base_value, explainer.contributions(records))

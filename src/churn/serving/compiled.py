@@ -32,6 +32,9 @@ _NODE_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("left", "left", "<u4"),
     ("right", "right", "<u4"),
     ("is_leaf", "is_leaf", "u1"),
+    # Training samples through each node: the covers of `churn.serving.explain` (optional;
+    # without them a tree model is served unexplained).
+    ("count", "count", "<f8"),
 )
 
 
@@ -40,6 +43,8 @@ def _nodes(tree: Mapping[str, Any]) -> np.ndarray:
     n = len(tree["value"])
     nodes = np.zeros(n, dtype=[(name, kind) for name, _, kind in _NODE_FIELDS])
     for name, key, _ in _NODE_FIELDS:
+        if key == "count" and key not in tree:
+            continue  # stays 0: no covers
         column = np.asarray(tree[key])
         if column.shape != (n,):
             raise ValueError(f"tree field {key!r} has {column.size} values, not {n}")

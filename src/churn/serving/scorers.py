@@ -90,6 +90,7 @@ class LinearScorer:
         self.pre = pre
         self.positive_column = positive_column
         self.intercept = float(intercept)
+        self.coef = np.asarray(coef, dtype=np.float64)  # kept for `churn.serving.explain`
         k = len(pre.numeric_columns)
         self.numeric_weights = np.asarray(coef[:k], dtype=np.float64)
         # One weight per (column, code); the extra "unknown" code weighs 0 (no indicator set).
@@ -180,6 +181,7 @@ class TreeEnsembleScorer:
         pre = self.pre = preprocessor
         self.positive_column = positive_column
         self.baseline = float(baseline)
+        self.trees = tuple(trees)  # kept for `churn.serving.explain` (needs the node counts)
         compiled = [_Tree(nodes) for nodes in trees]
         self.n_trees = len(compiled)
         n_leaves = max(len(t.leaf_values) for t in compiled)

@@ -1,0 +1,307 @@
+"""Per-prediction explanations: each input column's contribution to the log-odds.
+
+For every record, ``base_value + contributions.sum() == log-odds of churn`` (to rounding), with
+one contribution per column of `churn.schema.FEATURE_COLUMNS`, in that order.
+
+* `LinearExplainer` (logistic regression): exact. A numeric column contributes its weight
+  times its imputed, scaled value; a categorical column the weight of its one-hot indicator
+  that is set (0 for a value outside the fitted categories). The base value is the intercept.
+* `TreeShapExplainer` (HistGradientBoosting): path-dependent TreeSHAP (Lundberg et al.,
+  Nature MI 2020), with the training sample counts of the nodes as covers; the SHAP values of
+  a column's one-hot indicators are summed into the column. The base value is the ensemble's
+  expected raw score under those covers. It is computed leaf by leaf in closed form: along
+  the path to a leaf, the unique features ``j`` each have a "zero fraction" ``z_j`` (the
+  product of the cover ratios of the path's edges split on ``j``) and a "one fraction"
+  ``o_j`` (1 when the record satisfies every test on ``j`` along the path, else 0), and the
+  leaf adds ``v * (o_i - z_i) * integral_0^1 prod_{j != i} (t*o_j + (1-t)*z_j) dt`` to feature
+  ``i`` (the Shapley weights are Beta integrals: the idea of Linear TreeShap, Yu et al.,
+  NeurIPS 2022). The integrand is a polynomial of degree below the path's feature count
+  ``m``, so Gauss-Legendre quadrature with ``ceil(m / 2)`` nodes computes it exactly; all
+  leaves with the same number of unique path features are evaluated together in numpy.
+
+What the explainers need (a data-only export must carry these arrays):
+
+* both: the compiled preprocessor (`CompiledPreprocessor`: numeric columns with their fill,
+  mean and scale; categorical columns with their fitted categories) and ``positive_column``
+  (the model's ``predict_proba`` column of the churn class);
+* linear: ``coef`` (one weight per preprocessor output column) and ``intercept``;
+* trees: per tree, its node array with the fields ``left``, ``right``, ``is_leaf``,
+  ``feature_idx``, ``num_threshold``, ``value`` and ``count`` (the node's training sample
+  count, the cover), as in scikit-learn's ``_predictors[i][0].nodes``; and the ``baseline``
+  (the ensemble's baseline raw prediction). Missing values never reach a tree (the
+  preprocessor imputes them), so ``missing_go_to_left`` is not needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from churn.schema import FEATURE_COLUMNS
+from churn.serving.features import CompiledPreprocessor, Record
+
+__all__ = [
+    "Explainer",
+    "Explanation",
+    "LinearExplainer",
+    "TreeShapExplainer",
+    "explainer_for",
+]
+
+#: Largest number of float64 elements in one block of the TreeSHAP evaluation (512 KB):
+#: a working set that stays in cache.
+_BLOCK_ELEMENTS = 2**16
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Contributions to the churn log-odds of a batch of records.
+
+    Attributes:
+        base_value: the log-odds when every contribution is 0 (the same for every record).
+        contributions: shape ``(n, 19)``, one column per name of ``columns``.
+        columns: the input columns, `FEATURE_COLUMNS` in order.
+
+    """
+
+    base_value: float
+    contributions: np.ndarray
+    columns: tuple[str, ...] = FEATURE_COLUMNS
+
+    def log_odds(self) -> np.ndarray:
+        """Return each record's churn log-odds: the base value plus its contributions."""
+        return self.base_value + self.contributions.sum(axis=1)
+
+
+class Explainer(Protocol):
+    """Records in, per-column log-odds contributions out."""
+
+    #: the log-odds of a record with every contribution 0 (the same for every record)
+    base_value: float
+
+    def contributions(self, records: Sequence[Record]) -> np.ndarray:
+        """Return shape ``(n, 19)``: each record's contribution per `FEATURE_COLUMNS` column."""
+        ...
+
+
+def _column_of_features(pre: CompiledPreprocessor) -> np.ndarray:
+    """Index in `FEATURE_COLUMNS` of the input column behind each preprocessor output column."""
+    index = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
+    columns = [index[name] for name in pre.numeric_columns]
+    for name, categories in zip(pre.categorical_columns, pre.categories, strict=True):
+        columns += [index[name]] * len(categories)
+    return np.array(columns, dtype=np.intp)
+
+
+def _sign(positive_column: int) -> float:
+    """+1 when the raw score is the churn log-odds, -1 when it is that of the other class."""
+    return 1.0 if positive_column == 1 else -1.0
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where the preprocessor's numeric and categorical columns go among the 19."""
+
+    numeric: np.ndarray
+    categorical: np.ndarray
+
+    @classmethod
+    def of(cls, pre: CompiledPreprocessor) -> _Placement:
+        index = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
+        return cls(
+            np.array([index[c] for c in pre.numeric_columns], dtype=np.intp),
+            np.array([index[c] for c in pre.categorical_columns], dtype=np.intp),
+        )
+
+
+class LinearExplainer:
+    """Exact log-odds contributions of a binary logistic regression on the preprocessor."""
+
+    def __init__(
+        self,
+        coef: np.ndarray,
+        intercept: float,
+        preprocessor: CompiledPreprocessor,
+        positive_column: int,
+    ) -> None:
+        pre = self.pre = preprocessor
+        sign = _sign(positive_column)
+        coef = np.asarray(coef, dtype=np.float64).ravel() * sign
+        if coef.shape != (pre.n_features,):
+            raise ValueError(f"{coef.size} weights for {pre.n_features} preprocessor columns")
+        k = len(pre.numeric_columns)
+        self.numeric_weights = coef[:k]
+        # One weight per (column, code); the extra "unknown" code weighs 0.
+        tables = [
+            np.append(coef[start : start + len(cats)], 0.0)
+            for start, cats in zip(pre.offsets.tolist(), pre.categories, strict=True)
+        ]
+        self.code_weights = np.concatenate(tables)
+        self.code_offsets = np.cumsum([0] + [len(t) for t in tables])[:-1].astype(np.intp)
+        self.base_value = float(intercept) * sign
+        self._place = _Placement.of(pre)
+
+    def contributions(self, records: Sequence[Record]) -> np.ndarray:
+        """Return each record's contribution per column (weight x encoded value)."""
+        encoded = self.pre.encode(records)
+        out = np.empty((len(records), len(FEATURE_COLUMNS)), dtype=np.float64)
+        out[:, self._place.numeric] = encoded.numeric * self.numeric_weights
+        out[:, self._place.categorical] = self.code_weights[encoded.codes + self.code_offsets]
+        return out
+
+
+@dataclass(frozen=True)
+class _LeafBlock:
+    """The leaves whose paths test ``M`` unique features: slot-major arrays (``L`` leaves)."""
+
+    feature: np.ndarray  # (M, L) preprocessor output column tested
+    low: np.ndarray  # (M, L) the record satisfies the path's tests on it when low < x <= high
+    high: np.ndarray  # (M, L)
+    zero: np.ndarray  # (M, L) zero fraction
+    when_zero: np.ndarray  # (M, L, Q) the slot's factor (1 - t_q) z; plus t_q when satisfied
+    nodes: np.ndarray  # (Q,) Gauss-Legendre nodes t_q on [0, 1]
+    value: np.ndarray  # (L,) leaf value
+    column: np.ndarray  # (M * L,) index in FEATURE_COLUMNS of each slot
+    weights: np.ndarray  # (Q,) Gauss-Legendre weights on [0, 1]
+
+
+class TreeShapExplainer:
+    """Path-dependent TreeSHAP of a binary HistGradientBoosting ensemble, per input column."""
+
+    def __init__(
+        self,
+        trees: Sequence[np.ndarray],
+        baseline: float,
+        preprocessor: CompiledPreprocessor,
+        positive_column: int,
+    ) -> None:
+        self.pre = preprocessor
+        sign = _sign(positive_column)
+        feature_column = _column_of_features(preprocessor)
+        paths: list[tuple[float, dict[int, list[float]]]] = []
+        for nodes in trees:
+            paths += _leaf_paths(nodes)
+        base = float(baseline)
+        by_size: dict[int, list[tuple[float, dict[int, list[float]]]]] = {}
+        for value, features in paths:
+            base += value * float(np.prod([f[2] for f in features.values()]))
+            if features:  # a tree with no split only adds to the base value
+                by_size.setdefault(len(features), []).append((value, features))
+        self.base_value = base * sign
+        self._blocks = [
+            _block(leaves, m, sign, feature_column) for m, leaves in sorted(by_size.items())
+        ]
+        self._columns = len(FEATURE_COLUMNS)
+
+    def contributions(self, records: Sequence[Record]) -> np.ndarray:
+        """Return each record's SHAP values summed per column."""
+        x = self.pre.transform(records)
+        n = x.shape[0]
+        out = np.zeros((n, self._columns), dtype=np.float64)
+        for block in self._blocks:
+            per_row = block.when_zero.size
+            step = max(1, _BLOCK_ELEMENTS // per_row)
+            for first in range(0, n, step):
+                rows = x[first : first + step]
+                phi = _block_shap(block, rows)  # (c, L * M)
+                c = rows.shape[0]
+                index = block.column[None, :] + self._columns * np.arange(c)[:, None]
+                out[first : first + c] += np.bincount(
+                    index.ravel(), weights=phi.ravel(), minlength=c * self._columns
+                ).reshape(c, self._columns)
+        return out
+
+
+def _leaf_paths(nodes: np.ndarray) -> list[tuple[float, dict[int, list[float]]]]:
+    """Each leaf of one tree: its value and, per feature tested on its path, [low, high, z]."""
+    left, right = nodes["left"].tolist(), nodes["right"].tolist()
+    is_leaf = nodes["is_leaf"].astype(bool).tolist()
+    feature = nodes["feature_idx"].tolist()
+    threshold = nodes["num_threshold"].astype(np.float64).tolist()
+    cover = nodes["count"].astype(np.float64).tolist()
+    value = nodes["value"].astype(np.float64).tolist()
+    out: list[tuple[float, dict[int, list[float]]]] = []
+    stack: list[tuple[int, dict[int, list[float]]]] = [(0, {})]
+    while stack:
+        i, path = stack.pop()
+        if is_leaf[i]:
+            out.append((value[i], path))
+            continue
+        f, t = feature[i], threshold[i]
+        for child, goes_left in ((left[i], True), (right[i], False)):
+            low, high, zero = path.get(f, (-np.inf, np.inf, 1.0))
+            ratio = cover[child] / cover[i] if cover[i] > 0 else 0.0
+            bounds = (low, min(high, t)) if goes_left else (max(low, t), high)
+            stack.append((child, {**path, f: [*bounds, zero * ratio]}))
+    return out
+
+
+def _block(
+    leaves: list[tuple[float, dict[int, list[float]]]],
+    m: int,
+    sign: float,
+    feature_column: np.ndarray,
+) -> _LeafBlock:
+    """Pack leaves whose paths have ``m`` unique features into arrays."""
+    n = len(leaves)
+    feature = np.zeros((m, n), dtype=np.intp)
+    low = np.full((m, n), -np.inf)
+    high = np.full((m, n), np.inf)
+    zero = np.ones((m, n))
+    for leaf, (_, features) in enumerate(leaves):
+        for slot, (f, (lo, hi, z)) in enumerate(features.items()):
+            feature[slot, leaf], low[slot, leaf], high[slot, leaf], zero[slot, leaf] = f, lo, hi, z
+    x, w = np.polynomial.legendre.leggauss(-(-m // 2))  # exact up to degree m - 1
+    t = (x + 1.0) / 2.0
+    when_zero = zero[..., None] * (1.0 - t)
+    return _LeafBlock(
+        feature=feature,
+        low=low,
+        high=high,
+        zero=zero,
+        when_zero=when_zero,
+        nodes=t,
+        value=np.array([v for v, _ in leaves]) * sign,
+        column=feature_column[feature].ravel(),
+        weights=w / 2.0,
+    )
+
+
+def _block_shap(block: _LeafBlock, x: np.ndarray) -> np.ndarray:
+    """SHAP values of the block's leaves for the rows ``x``: shape ``(c, M * L)``."""
+    values = x[:, block.feature]  # (c, M, L)
+    one = (values > block.low) & (values <= block.high)
+    factor = block.when_zero + one[..., None] * block.nodes  # (c, M, L, Q)
+    # Product of every other slot's factor: prefix times suffix products (no division by 0).
+    m = factor.shape[1]
+    others = np.empty_like(factor)
+    others[:, 0] = 1.0
+    for slot in range(1, m):
+        np.multiply(others[:, slot - 1], factor[:, slot - 1], out=others[:, slot])
+    suffix = factor[:, m - 1].copy()
+    for slot in range(m - 2, -1, -1):
+        others[:, slot] *= suffix
+        suffix *= factor[:, slot]
+    phi = (one - block.zero) * (others @ block.weights)
+    phi *= block.value
+    return phi.reshape(x.shape[0], -1)
+
+
+def explainer_for(scorer: object) -> Explainer | None:
+    """Return the explainer of a compiled scorer, or None when its kind has none.
+
+    A `churn.serving.scorers.LinearScorer` gets a `LinearExplainer`, a
+    `churn.serving.scorers.TreeEnsembleScorer` a `TreeShapExplainer`; anything else None.
+    """
+    from churn.serving.scorers import LinearScorer, TreeEnsembleScorer
+
+    if isinstance(scorer, LinearScorer):
+        return LinearExplainer(scorer.coef, scorer.intercept, scorer.pre, scorer.positive_column)
+    if isinstance(scorer, TreeEnsembleScorer):
+        if any(nodes["count"][0] <= 0 for nodes in scorer.trees):
+            return None  # a model file without node counts (covers)
+        return TreeShapExplainer(scorer.trees, scorer.baseline, scorer.pre, scorer.positive_column)
+    return None
