@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from flask import Flask, Response
 
-from churn.api import docs, health, metrics, models, monitoring, predict, ui
+from churn.api import docs, health, invocations, metrics, models, monitoring, predict, ui, v2
 from churn.api.errors import register_error_handlers
 from churn.api.metrics import ApiMetrics
 from churn.api.models import describe_models
@@ -108,7 +108,8 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         state.internal_errors += 1
 
     register_error_handlers(app, count_internal_error)
-    for blueprint in (ui.bp, health.bp, models.bp, predict.bp, docs.bp, metrics.bp, monitoring.bp):
+    blueprints = (ui.bp, health.bp, models.bp, predict.bp, docs.bp, metrics.bp, monitoring.bp)
+    for blueprint in (*blueprints, v2.bp, invocations.bp):
         app.register_blueprint(blueprint)
     app.before_request(_start_request)
     app.after_request(_finish_request)

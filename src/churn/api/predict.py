@@ -9,6 +9,7 @@ from flask import Blueprint, Request, Response, jsonify
 from flask.ctx import _AppCtxGlobals
 
 from churn.api.errors import ApiError
+from churn.api.explanations import explain, explanation_items, wants_explanation
 from churn.api.state import ApiState, request_objects
 from churn.api.validation import read_json_body, summarize
 from churn.schema import ID_COLUMN
@@ -57,6 +58,7 @@ def predict_one() -> Response:
     """Score one customer object."""
     state, req, ctx = request_objects()
     version = _model_version(state, req, ctx)
+    explaining = wants_explanation(req.args)
     body = read_json_body(req, state.settings.max_body_bytes)
     ctx.batch_size = 1
     record, customer_id, problems = state.validator.validate(body)
@@ -72,6 +74,9 @@ def predict_one() -> Response:
     }
     if customer_id is not None:
         answer[ID_COLUMN] = customer_id
+    if explaining:
+        assert state.models is not None  # noqa: S101 - _score raised 503 otherwise
+        answer["explanation"] = explanation_items(explain(state.models, version, [record]))[0]
     return jsonify(answer)
 
 
@@ -80,6 +85,7 @@ def predict_batch() -> Response:
     """Score ``{"instances": [customer, ...]}``, answering in input order."""
     state, req, ctx = request_objects()
     version = _model_version(state, req, ctx)
+    explaining = wants_explanation(req.args)
     body = read_json_body(req, state.settings.max_body_bytes)
     instances = _instances(body, state.settings.max_batch)
     ctx.batch_size = len(instances)
@@ -95,6 +101,12 @@ def predict_batch() -> Response:
         if customer_id is not None:
             item[ID_COLUMN] = customer_id
         predictions.append(item)
+    if explaining:
+        assert state.models is not None  # noqa: S101 - _score raised 503 otherwise
+        for item, why in zip(
+            predictions, explanation_items(explain(state.models, version, records)), strict=True
+        ):
+            item["explanation"] = why
     return jsonify({"model": version, "predictions": predictions, "request_id": ctx.request_id})
 
 

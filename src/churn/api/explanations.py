@@ -1,0 +1,67 @@
+"""``?explain=true``: read the flag and turn the serving core's `Explanation` into JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from churn.api.errors import ApiError
+from churn.predict import Explanation, ExplanationUnavailableError, ServingModels
+
+__all__ = ["explain", "explanation_items", "wants_explanation"]
+
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no", ""})
+
+
+def wants_explanation(args: Mapping[str, str]) -> bool:
+    """Return the ``explain`` query flag (``true``/``false``, ``1``/``0``; default false).
+
+    Raises:
+        ApiError: 400 naming ``explain`` for any other value.
+
+    """
+    value = args.get("explain")
+    if value is None:
+        return False
+    folded = value.strip().lower()
+    if folded in _TRUE:
+        return True
+    if folded in _FALSE:
+        return False
+    shown = value if len(value) <= 40 else value[:40] + "..."
+    raise ApiError(
+        400,
+        "bad_request",
+        f"explain must be true or false; got {shown!r}",
+        [{"field": "explain", "problem": "must be true or false"}],
+    )
+
+
+def explain(
+    models: ServingModels, version: str, records: Sequence[Mapping[str, object]]
+) -> Explanation:
+    """Return the explanation of validated records, or raise 422 when the model has none."""
+    try:
+        return models.explain(version, records)
+    except ExplanationUnavailableError as exc:
+        raise ApiError(
+            422,
+            "explanation_unavailable",
+            f"{exc}; ask without explain=true",
+            [{"field": "explain", "problem": f"not available for model {version}"}],
+        ) from None
+
+
+def explanation_items(explanation: Explanation) -> list[dict[str, Any]]:
+    """One JSON object per record: base value, log-odds and each column's contribution."""
+    base = explanation.base_value
+    columns = explanation.columns
+    return [
+        {
+            "base_value": base,
+            "log_odds": base + sum(row),
+            "contributions": dict(zip(columns, row, strict=True)),
+        }
+        for row in explanation.contributions.tolist()
+    ]
