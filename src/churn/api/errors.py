@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-__all__ = ["ApiError", "error_response", "register_error_handlers"]
+__all__ = ["ApiError", "error_response", "register_error_handlers", "register_error_shape"]
+
+#: ``app.extensions`` key of the error renderers of protocols with their own error shape.
+_SHAPES = "churn.error_shapes"
 
 log = logging.getLogger("churn.api")
 
@@ -60,6 +63,15 @@ def error_response(
     return response
 
 
+def register_error_shape(app: Flask, prefix: str, render: Callable[[int, str], Response]) -> None:
+    """Answer HTTP errors (404, 405, ...) under ``prefix`` with ``render(status, message)``.
+
+    For the protocols served beside the API (``/v2``, ``/invocations``) whose clients expect
+    their own error shape even for a path or method that does not exist.
+    """
+    app.extensions.setdefault(_SHAPES, {})[prefix] = render
+
+
 def register_error_handlers(
     app: Flask, on_internal_error: Callable[[], None] | None = None
 ) -> None:
@@ -87,7 +99,16 @@ def register_error_handlers(
         elif status == 405:
             allowed = ", ".join(getattr(exc, "valid_methods", None) or ())
             message = f"method not allowed for this endpoint; allowed: {allowed}"
-        response = error_response(status, code, message)
+        path = request.path
+        render = next(
+            (
+                shape
+                for prefix, shape in app.extensions.get(_SHAPES, {}).items()
+                if path == prefix or path.startswith(prefix + "/")
+            ),
+            None,
+        )
+        response = render(status, message) if render else error_response(status, code, message)
         for name, value in exc.get_headers():
             if name.lower() == "allow":  # 405 answers must say which methods are allowed
                 response.headers["Allow"] = value

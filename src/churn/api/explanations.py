@@ -8,14 +8,14 @@ from typing import Any
 from churn.api.errors import ApiError
 from churn.predict import Explanation, ExplanationUnavailableError, ServingModels
 
-__all__ = ["explain", "explanation_items", "wants_explanation"]
+__all__ = ["FLAG_VALUES", "explain", "explanation_items", "wants_explanation"]
 
-_TRUE = frozenset({"true", "1", "yes"})
-_FALSE = frozenset({"false", "0", "no", ""})
+#: The accepted spellings (as the OpenAPI document states them).
+FLAG_VALUES = ("true", "false", "1", "0")
 
 
 def wants_explanation(args: Mapping[str, str]) -> bool:
-    """Return the ``explain`` query flag (``true``/``false``, ``1``/``0``; default false).
+    """Return the ``explain`` query flag: ``true``/``1`` or ``false``/``0``; default false.
 
     Raises:
         ApiError: 400 naming ``explain`` for any other value.
@@ -24,11 +24,8 @@ def wants_explanation(args: Mapping[str, str]) -> bool:
     value = args.get("explain")
     if value is None:
         return False
-    folded = value.strip().lower()
-    if folded in _TRUE:
-        return True
-    if folded in _FALSE:
-        return False
+    if value in FLAG_VALUES:
+        return value in ("true", "1")
     shown = value if len(value) <= 40 else value[:40] + "..."
     raise ApiError(
         400,

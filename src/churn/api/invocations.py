@@ -27,9 +27,10 @@ import json
 from typing import Any
 
 from flask import Blueprint, Request, Response
+from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 
-from churn.api.errors import ApiError
+from churn.api.errors import ApiError, register_error_shape
 from churn.api.state import request_objects
 from churn.api.tabular import TableError, check_rows, columns_to_rows
 
@@ -40,7 +41,6 @@ bp = Blueprint("invocations", __name__)
 #: The request keys MLflow accepts, exactly one of which a JSON body holds.
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _CONTENT_TYPES = ("application/json", "text/csv")
-_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 class MlflowError(Exception):
@@ -56,6 +56,12 @@ class MlflowError(Exception):
 def _error(status: int, message: str, code: str = "BAD_REQUEST") -> Response:
     body = json.dumps({"error_code": code, "message": message})
     return Response(body, status, mimetype="application/json")
+
+
+@bp.record_once
+def _shape(setup: BlueprintSetupState) -> None:
+    for prefix in ("/invocations", "/ping", "/version"):
+        register_error_shape(setup.app, prefix, _error)
 
 
 @bp.errorhandler(MlflowError)
@@ -93,7 +99,7 @@ def version() -> Response:
         versions = metadata.get("library_versions")
         if isinstance(versions, dict) and versions.get("mlflow"):
             text = str(versions["mlflow"])
-    return Response(text, 200, mimetype="application/json")
+    return Response(text, 200, mimetype="text/plain")
 
 
 @bp.post("/invocations")
@@ -114,14 +120,6 @@ def invocations() -> Response:
     ctx.probabilities = probabilities
     pairs = [[1.0 - p, p] for p in probabilities.tolist()]
     return Response(json.dumps({"predictions": pairs}), mimetype="application/json")
-
-
-@bp.route("/invocations", methods=[m for m in _METHODS if m != "POST"])
-def invocations_not_allowed() -> Response:
-    """Only POST scores."""
-    response = _error(405, "method not allowed; POST a table to /invocations")
-    response.headers["Allow"] = "POST, OPTIONS"
-    return response
 
 
 def _model(req: Request, versions: tuple[str, ...], default: str) -> str:

@@ -9,6 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from churn import __version__
+from churn.api.openapi_protocols import (
+    EXPLAIN_PARAMETER,
+    explanation_schema,
+    protocol_paths,
+    protocol_schemas,
+)
 from churn.api.validation import BLANK_PATTERN, MAX_ID_LENGTH, string_pattern
 from churn.config import ApiSettings
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS, ID_COLUMN, NUMERIC
@@ -171,6 +177,7 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
                 "churn_probability": probability,
                 "request_id": text,
                 ID_COLUMN: text,
+                "explanation": _ref("Explanation"),
             },
         },
         "BatchPrediction": {
@@ -189,6 +196,7 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
                             "churn": {"type": "boolean"},
                             "churn_probability": probability,
                             ID_COLUMN: text,
+                            "explanation": _ref("Explanation"),
                         },
                     },
                 },
@@ -283,6 +291,8 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
             },
         },
     }
+    schemas["Explanation"] = explanation_schema()
+    schemas.update(protocol_schemas(settings.max_batch))
     html = {"type": "string"}
     paths: dict[str, Any] = {
         "/": {
@@ -322,7 +332,7 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
             "post": {
                 "summary": "Predict churn for one customer",
                 "tags": ["predictions"],
-                "parameters": [model_param],
+                "parameters": [model_param, EXPLAIN_PARAMETER],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref("Customer")}},
@@ -337,7 +347,7 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
             "post": {
                 "summary": f"Predict churn for up to {settings.max_batch} customers",
                 "tags": ["predictions"],
-                "parameters": [model_param],
+                "parameters": [model_param, EXPLAIN_PARAMETER],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref("BatchRequest")}},
@@ -384,6 +394,7 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
             }
         },
     }
+    paths.update(protocol_paths(versions, settings.default_model))
     return {
         "openapi": "3.0.3",
         "info": {

@@ -23,15 +23,15 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from flask import Blueprint, Request, Response
+from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 
 import churn
-from churn.api.errors import ApiError
+from churn.api.errors import ApiError, register_error_shape
 from churn.api.explanations import explain, wants_explanation
 from churn.api.state import ApiState, request_objects
 from churn.api.tabular import TableError, check_rows
@@ -45,7 +45,6 @@ bp = Blueprint("v2", __name__, url_prefix="/v2")
 MODEL_NAME = "churn"
 #: Request header giving the size of the JSON part of a binary request or response.
 HEADER_LENGTH = "Inference-Header-Content-Length"
-_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 #: The declared datatype of each input, in the order of FEATURE_COLUMNS.
 INPUT_TYPES: dict[str, str] = {
@@ -54,7 +53,7 @@ INPUT_TYPES: dict[str, str] = {
 }
 _INPUT_POSITION = {c: i for i, c in enumerate(FEATURE_COLUMNS)}
 #: Little-endian numpy types of the numeric tensor types (binary data).
-_NUMERIC_DTYPES: dict[str, str] = {
+NUMERIC_DTYPES: dict[str, str] = {
     "INT8": "<i1",
     "INT16": "<i2",
     "INT32": "<i4",
@@ -109,35 +108,15 @@ def _http_error(exc: HTTPException) -> Response:
     return _error(status, (exc.description or exc.name or "error").strip())
 
 
-def _route(rule: str, method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a view for one method; the other methods get a 405 in the protocol's shape."""
-    allow = "GET, HEAD, OPTIONS" if method == "GET" else f"{method}, OPTIONS"
-
-    def register(view: Callable[..., Any]) -> Callable[..., Any]:
-        def not_allowed(**_: str) -> Response:
-            response = _error(405, f"method not allowed here; allowed: {allow}")
-            response.headers["Allow"] = allow
-            return response
-
-        bp.add_url_rule(rule, view_func=view, methods=[method])
-        others = [m for m in _METHODS if m != method]
-        bp.add_url_rule(
-            rule, endpoint=f"{view.__name__}_not_allowed", view_func=not_allowed, methods=others
-        )
-        return view
-
-    return register
-
-
-@bp.route("/<path:_rest>", methods=list(_METHODS))
-def _unknown(_rest: str) -> Response:
-    return _error(404, "no such Open Inference Protocol path; see /openapi.json")
+@bp.record_once
+def _shape(setup: BlueprintSetupState) -> None:
+    register_error_shape(setup.app, "/v2", _error)
 
 
 # -- health and metadata -------------------------------------------------------------------
 
 
-@_route("", "GET")
+@bp.get("")
 def server_metadata() -> Response:
     """Server metadata: name, version, extensions."""
     document = {
@@ -148,13 +127,13 @@ def server_metadata() -> Response:
     return Response(json.dumps(document), mimetype="application/json")
 
 
-@_route("/health/live", "GET")
+@bp.get("/health/live")
 def live() -> Response:
     """200 while the server answers (empty body, as the protocol says)."""
     return Response(b"", 200)
 
 
-@_route("/health/ready", "GET")
+@bp.get("/health/ready")
 def ready() -> Response:
     """200 when the models are loaded, 400 otherwise (empty body)."""
     state, _, _ = request_objects()
@@ -191,7 +170,7 @@ def model_metadata(versions: list[str]) -> dict[str, Any]:
     }
 
 
-@_route("/models/<name>", "GET")
+@bp.get("/models/<name>")
 def metadata(name: str) -> Response:
     """Model metadata: every served version."""
     state, _, _ = request_objects()
@@ -200,7 +179,7 @@ def metadata(name: str) -> Response:
     return Response(json.dumps(document), mimetype="application/json")
 
 
-@_route("/models/<name>/versions/<version>", "GET")
+@bp.get("/models/<name>/versions/<version>")
 def version_metadata(name: str, version: str) -> Response:
     """Model metadata of one version."""
     state, _, _ = request_objects()
@@ -208,7 +187,7 @@ def version_metadata(name: str, version: str) -> Response:
     return Response(json.dumps(document), mimetype="application/json")
 
 
-@_route("/models/<name>/ready", "GET")
+@bp.get("/models/<name>/ready")
 def model_ready(name: str) -> Response:
     """200 when the default version is loaded, 400 otherwise."""
     state, _, _ = request_objects()
@@ -216,7 +195,7 @@ def model_ready(name: str) -> Response:
     return Response(b"", 200 if state.models is not None else 400)
 
 
-@_route("/models/<name>/versions/<version>/ready", "GET")
+@bp.get("/models/<name>/versions/<version>/ready")
 def version_ready(name: str, version: str) -> Response:
     """200 when that version is loaded, 400 otherwise."""
     state, _, _ = request_objects()
@@ -227,13 +206,13 @@ def version_ready(name: str, version: str) -> Response:
 # -- inference ----------------------------------------------------------------------------
 
 
-@_route("/models/<name>/infer", "POST")
+@bp.post("/models/<name>/infer")
 def infer(name: str) -> Response:
     """Inference with the default version."""
     return _infer(name, None)
 
 
-@_route("/models/<name>/versions/<version>/infer", "POST")
+@bp.post("/models/<name>/versions/<version>/infer")
 def infer_version(name: str, version: str) -> Response:
     """Inference with one version."""
     return _infer(name, version)
@@ -426,7 +405,7 @@ def _element_count(tensor: dict[str, Any], name: str) -> int:
     expected = INPUT_TYPES[name]
     if expected == "BYTES" and datatype != "BYTES":
         raise V2Error(400, f"input {name!r}: datatype must be BYTES; got {str(datatype)[:20]!r}")
-    if expected != "BYTES" and datatype not in _NUMERIC_DTYPES:
+    if expected != "BYTES" and datatype not in NUMERIC_DTYPES:
         raise V2Error(400, f"input {name!r}: datatype must be {expected} (or another numeric type)")
     return int(shape[0])
 
@@ -472,7 +451,7 @@ def _from_binary(name: str, datatype: str, raw: bytes, count: int) -> list[objec
             except UnicodeDecodeError:
                 raise V2Error(400, f"input {name!r} row {len(values)}: not UTF-8 text") from None
     else:
-        dtype = np.dtype(_NUMERIC_DTYPES[datatype])
+        dtype = np.dtype(NUMERIC_DTYPES[datatype])
         if len(raw) != count * dtype.itemsize:
             raise V2Error(
                 400,

@@ -153,7 +153,7 @@ def _schema(openapi: dict[str, Any], name: str) -> dict[str, Any]:
 def test_openapi_documents_every_route(app: Flask, openapi: dict[str, Any]) -> None:
     assert openapi["openapi"].startswith("3.0")
     routes = {
-        (rule.rule, method.lower())
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
         for rule in app.url_map.iter_rules()
         for method in rule.methods - {"HEAD", "OPTIONS"}
         if not rule.rule.startswith(("/static", "/docs/assets"))
