@@ -327,7 +327,7 @@ def _requested_outputs(
     for i, output in enumerate(requested):
         output = _object(output, f"outputs[{i}]")
         output_name = output.get("name")
-        if output_name not in OUTPUTS:
+        if not isinstance(output_name, str) or output_name not in OUTPUTS:
             raise V2Error(
                 400,
                 f"outputs[{i}]: unknown output {str(output_name)[:40]!r}; "
@@ -352,7 +352,7 @@ def _rows(inputs: object, binary: bytes, max_rows: int) -> list[dict[str, object
     for i, tensor in enumerate(inputs):
         tensor = _object(tensor, f"inputs[{i}]")
         name = tensor.get("name")
-        if name not in _INPUT_POSITION:
+        if not isinstance(name, str) or name not in _INPUT_POSITION:
             shown = str(name)[:40]
             raise V2Error(
                 400,
@@ -402,6 +402,8 @@ def _element_count(tensor: dict[str, Any], name: str) -> int:
     ):
         raise V2Error(400, f"input {name!r}: shape must be [n] (one value per row); got {shape}")
     datatype = tensor.get("datatype")
+    if not isinstance(datatype, str):
+        raise V2Error(400, f"input {name!r}: datatype must be a string such as {INPUT_TYPES[name]}")
     expected = INPUT_TYPES[name]
     if expected == "BYTES" and datatype != "BYTES":
         raise V2Error(400, f"input {name!r}: datatype must be BYTES; got {str(datatype)[:20]!r}")

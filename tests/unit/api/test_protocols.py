@@ -247,6 +247,9 @@ def _with(inputs: list[dict[str, object]], name: str, **changes: object) -> list
         ("unknown_output", "unknown output 'score'"),
         ("id_not_string", "'id'"),
         ("nan_tenure", "row 0: tenure"),
+        ("object_names", "unknown output"),
+        ("object_datatype", "datatype must be a string"),
+        ("object_input_name", "unknown input"),
     ],
 )
 def test_v2_bad_requests_are_400_naming_the_input(
@@ -279,6 +282,12 @@ def test_v2_bad_requests_are_400_naming_the_input(
         request["id"] = 7
     elif case == "nan_tenure":
         request["inputs"] = _with(inputs, "tenure", datatype="FP64", data=[float("nan"), 1.0])
+    elif case == "object_names":
+        request["outputs"] = [{"name": {}}]
+    elif case == "object_datatype":
+        request["inputs"] = _with(inputs, "gender", datatype=["BYTES"])
+    elif case == "object_input_name":
+        request["inputs"] = [*inputs, {"name": {"a": 1}, "datatype": "BYTES", "shape": [2]}]
     data = json.dumps(request).encode()  # NaN is written as NaN, which Python's JSON reads
     answer = client.post("/v2/models/churn/infer", data=data, content_type="application/json")
     assert answer.status_code == 400
