@@ -115,3 +115,19 @@ def mlflow_body(records: list[Record]) -> bytes:
     """
     rows = [{name: r[name] for name in FEATURE_COLUMNS} for r in records]
     return json.dumps({"dataframe_records": rows}).encode()
+
+
+def v2_infer_body(records: list[Record]) -> bytes:
+    """Body of the Open Inference Protocol's ``POST /v2/models/churn/infer``: a tensor a column."""
+    inputs = [
+        {
+            "name": name,
+            "datatype": "BYTES"
+            if name in CATEGORICAL
+            else ("INT64" if NUMERIC[name].integer else "FP64"),
+            "shape": [len(records)],
+            "data": [r[name] for r in records],
+        }
+        for name in FEATURE_COLUMNS
+    ]
+    return json.dumps({"inputs": inputs}).encode()

@@ -90,7 +90,7 @@
     errorBox.hidden = false;
   }
 
-  function showResult(answer) {
+  function showResult(answer, customer) {
     var p = answer.churn_probability;
     var verdict = document.getElementById("verdict");
     verdict.textContent = answer.churn ? "Likely to churn" : "Likely to stay";
@@ -100,7 +100,38 @@
       "Churn probability: " + (100 * p).toFixed(1) + "%";
     document.getElementById("result-meta").textContent =
       "Model " + answer.model + " · request " + answer.request_id;
+    showReasons(answer, customer);
     result.hidden = false;
+  }
+
+  // The three columns whose contributions to the log-odds push hardest towards the verdict
+  // (up for "churn", down for "stay").
+  function showReasons(answer, customer) {
+    var box = document.getElementById("reasons");
+    var list = document.getElementById("reasons-list");
+    list.textContent = "";
+    var why = answer.explanation;
+    if (!why || !why.contributions) {
+      box.hidden = true;
+      return;
+    }
+    var direction = answer.churn ? 1 : -1;
+    var pushing = Object.keys(why.contributions)
+      .map(function (name) { return { name: name, value: why.contributions[name] }; })
+      .filter(function (c) { return c.value * direction > 0; })
+      .sort(function (a, b) { return (b.value - a.value) * direction; })
+      .slice(0, 3);
+    pushing.forEach(function (c) {
+      var item = document.createElement("li");
+      var shown = customer[c.name] === null || customer[c.name] === undefined
+        ? "unknown" : String(customer[c.name]);
+      item.textContent = c.name + " = " + shown + " (" + (c.value > 0 ? "+" : "") +
+        c.value.toFixed(2) + " log-odds)";
+      list.appendChild(item);
+    });
+    document.getElementById("reasons-title").textContent = answer.churn
+      ? "Pushing hardest towards churn" : "Pushing hardest towards staying";
+    box.hidden = pushing.length === 0;
   }
 
   form.addEventListener("submit", function (event) {
@@ -109,10 +140,11 @@
     button.disabled = true;
     var model = form.elements.model.value;
     var url = form.getAttribute("data-predict-url") || "/predict";
-    fetch(url + "?model=" + encodeURIComponent(model), {
+    var customer = collect();
+    fetch(url + "?model=" + encodeURIComponent(model) + "&explain=true", {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify(collect()),
+      body: JSON.stringify(customer),
     })
       .then(function (response) {
         return response.json().then(
@@ -122,7 +154,7 @@
       })
       .then(function (answer) {
         if (answer.ok) {
-          showResult(answer.body);
+          showResult(answer.body, customer);
         } else if (answer.body && answer.body.error) {
           showError(answer.body.error.message, answer.body.error.details);
         } else {
