@@ -436,3 +436,15 @@ def test_invocations_unknown_model_and_method(client: FlaskClient) -> None:
     assert answer.status_code == 405
     assert "POST" in answer.headers["Allow"]
     _mlflow_error(answer)
+
+
+def test_v2_fast_path_gives_the_rows_of_the_full_checks(customers) -> None:
+    from churn.api.v2 import _plain_rows, _rows
+
+    inputs = v2_inputs(customers)
+    fast = _plain_rows(inputs, 1000)
+    # A "parameters" object on each tensor sends them through the full checks.
+    full = _rows([{**t, "parameters": {}} for t in inputs], b"", 1000)
+    assert fast is not None
+    assert fast == full
+    assert _plain_rows(_with(inputs, "TotalCharges", data=[float("nan")] * 6), 1000) is None
