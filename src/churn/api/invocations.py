@@ -118,6 +118,8 @@ def invocations() -> Response:
         raise MlflowError(503, "the models are not loaded; see /ready", "TEMPORARILY_UNAVAILABLE")
     probabilities = state.models.predict_proba(served, records)
     ctx.probabilities = probabilities
+    if state.drift is not None:  # the protocols' records count towards drift too
+        state.drift.observe(served, records, probabilities.tolist())
     pairs = [[1.0 - p, p] for p in probabilities.tolist()]
     return Response(json.dumps({"predictions": pairs}), mimetype="application/json")
 

@@ -238,6 +238,8 @@ def _infer(name: str, version: str | None) -> Response:
         raise V2Error(503, "the models are not loaded; see /v2/health/ready")
     probabilities = state.models.predict_proba(served, records)
     ctx.probabilities = probabilities
+    if state.drift is not None:  # the protocols' records count towards drift too
+        state.drift.observe(served, records, probabilities.tolist())
     values: dict[str, np.ndarray] = {
         "churn_probability": probabilities,
         "churn": probabilities >= state.settings.threshold,
