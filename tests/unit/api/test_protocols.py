@@ -108,7 +108,7 @@ def test_v2_health_and_server_metadata(client: FlaskClient) -> None:
 
 
 def test_v2_health_ready_is_a_4xx_without_models(make_app, artifact_copy) -> None:
-    (artifact_copy / "models" / "model_v2.pkl").write_bytes(b"tampered")
+    (artifact_copy / "models" / "model_v2.compiled.json").write_bytes(b"tampered")
     client = make_app(root=str(artifact_copy)).test_client()
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").status_code == 400

@@ -18,9 +18,8 @@ import pytest
 
 from churn.predict import ServingModels
 from churn.schema import FEATURE_COLUMNS
-from churn.serving.explain import TreeShapExplainer, explainer_for
+from churn.serving.explain import TreeShapExplainer
 from churn.serving.features import CompiledPreprocessor
-from churn.serving.scorers import compile_model
 
 N_ROWS = 10_000
 TOLERANCE = 1e-6
@@ -147,11 +146,9 @@ def test_trees_match_brute_force_shapley_on_small_trees(
     small = HistGradientBoostingClassifier(
         max_iter=4, max_leaf_nodes=5, early_stopping=False, random_state=0
     ).fit(train, labels)
-    scorer = compile_model(small, pre, positive_column=1)
-    explainer = explainer_for(scorer)
-    assert isinstance(explainer, TreeShapExplainer)
     trees = [iteration[0].nodes for iteration in small._predictors]
     baseline = float(np.asarray(small._baseline_prediction).ravel()[0])
+    explainer = TreeShapExplainer(trees, baseline, pre, positive_column=1)
     players = sorted({int(f) for t in trees for f in t[t["is_leaf"] == 0]["feature_idx"]})
     assert 2 <= len(players) <= 12
     records = generated[2000:2010]
@@ -168,3 +165,19 @@ def test_trees_match_brute_force_shapley_on_small_trees(
                     without = _path_dependent_value(trees, baseline, x, set(subset))
                     phi[i] += weight * (with_i - without)
         assert np.abs(group_by_column(pre, phi[None, :])[0] - row).max() <= 1e-9
+
+
+def test_a_tree_model_file_without_node_counts_is_served_unexplained(artifact_root: Path) -> None:
+    import json
+
+    from churn.predict import ExplanationUnavailableError
+    from churn.serving.compiled import load_compiled
+    from churn.serving.explain import explainer_for
+
+    document = json.loads((artifact_root / "models" / "model_v2.compiled.json").read_text())
+    assert all("count" in tree for tree in document["model"]["trees"])
+    for tree in document["model"]["trees"]:
+        del tree["count"]
+    scorer = load_compiled(json.dumps(document).encode(), "no-counts")
+    assert explainer_for(scorer) is None
+    assert issubclass(ExplanationUnavailableError, LookupError)
