@@ -243,6 +243,20 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks", *args, *session.posargs, external=True)
 
 
+@menu(name="monitoring-rules")
+def monitoring_rules(session: nox.Session) -> None:
+    """Check and unit-test the Prometheus alert rules with promtool."""
+    monitoring.test_rules(session)
+
+
+@menu(name="drift-report")
+def drift_report(session: nox.Session) -> None:
+    """Write the running API's drift report (reports/) and log it to MLflow."""
+    dev(session)
+    url = os.environ.get("API_URL", Stack.from_environment(ROOT).api_url)
+    session.run("python", "-m", "churn.drift_report", "--url", url, *session.posargs, external=True)
+
+
 @menu()
 def reliability(session: nox.Session) -> None:
     """Bad input, fuzzing, faults, soak, data and hardening tests on a stack of its own."""
