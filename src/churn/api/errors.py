@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from flask import Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 __all__ = ["ApiError", "error_response", "register_error_handlers", "register_error_shape"]
@@ -70,6 +70,24 @@ def register_error_shape(app: Flask, prefix: str, render: Callable[[int, str], R
     their own error shape even for a path or method that does not exist.
     """
     app.extensions.setdefault(_SHAPES, {})[prefix] = render
+
+
+def protocol_error_handlers(bp: Blueprint, render: Callable[[int, str], Response]) -> None:
+    """Answer validation (`ApiError`) and HTTP errors of ``bp``'s routes with ``render``.
+
+    A 5xx is re-raised, so that the app's own handler logs it and answers 500.
+    """
+
+    @bp.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return render(exc.status, exc.message)
+
+    @bp.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 400
+        if status >= 500:
+            raise exc
+        return render(status, (exc.description or exc.name or "error").strip())
 
 
 def register_error_handlers(

@@ -28,9 +28,8 @@ from typing import Any
 
 from flask import Blueprint, Request, Response
 from flask.blueprints import BlueprintSetupState
-from werkzeug.exceptions import HTTPException
 
-from churn.api.errors import ApiError, register_error_shape
+from churn.api.errors import protocol_error_handlers, register_error_shape
 from churn.api.state import request_objects
 from churn.api.tabular import TableError, check_rows, columns_to_rows
 
@@ -69,17 +68,7 @@ def _mlflow_error(exc: MlflowError) -> Response:
     return _error(exc.status, exc.message, exc.code)
 
 
-@bp.errorhandler(ApiError)
-def _api_error(exc: ApiError) -> Response:
-    return _error(exc.status, exc.message)
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> Response:
-    status = exc.code or 400
-    if status >= 500:
-        raise exc  # the app's handler logs it and answers 500
-    return _error(status, (exc.description or exc.name or "error").strip())
+protocol_error_handlers(bp, _error)
 
 
 @bp.get("/ping")

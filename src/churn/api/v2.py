@@ -28,10 +28,9 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Request, Response
 from flask.blueprints import BlueprintSetupState
-from werkzeug.exceptions import HTTPException
 
 import churn
-from churn.api.errors import ApiError, register_error_shape
+from churn.api.errors import ApiError, protocol_error_handlers, register_error_shape
 from churn.api.explanations import explain, wants_explanation
 from churn.api.state import ApiState, request_objects
 from churn.api.tabular import TableError, check_rows
@@ -95,17 +94,7 @@ def _v2_error(exc: V2Error) -> Response:
     return _error(exc.status, exc.message)
 
 
-@bp.errorhandler(ApiError)
-def _api_error(exc: ApiError) -> Response:
-    return _error(exc.status, exc.message)
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> Response:
-    status = exc.code or 400
-    if status >= 500:
-        raise exc  # the app's handler logs it and answers 500
-    return _error(status, (exc.description or exc.name or "error").strip())
+protocol_error_handlers(bp, _error)
 
 
 @bp.record_once
