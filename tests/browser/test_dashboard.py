@@ -31,15 +31,22 @@ def prometheus_url() -> str:
 
 
 def _wait_for_scrape(http: requests.Session, prometheus_url: str) -> None:
-    """Wait until Prometheus holds predictions of both versions (bounded: 90 s)."""
-    deadline = time.monotonic() + 90
-    query = "count(churn_api_predictions_total) >= 2"
+    """Wait until Prometheus holds predictions of both versions and their recorded rate.
+
+    A rate needs two scrapes after the predictions and then a rule evaluation (15 s each),
+    so the page's "Prediction requests" row has a value only then (bounded: 150 s).
+    """
+    deadline = time.monotonic() + 150
+    queries = ("count(churn_api_predictions_total) >= 2", "churn:predict_requests:rate5m > 0")
     while time.monotonic() < deadline:
-        answer = http.get(f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
-        if answer.ok and answer.json()["data"]["result"]:
+        answers = [
+            http.get(f"{prometheus_url}/api/v1/query", params={"query": q}, timeout=5)
+            for q in queries
+        ]
+        if all(a.ok and a.json()["data"]["result"] for a in answers):
             return
         time.sleep(3)
-    pytest.fail("Prometheus did not scrape the API's predictions within 90 s")
+    pytest.fail("Prometheus did not record the API's prediction rate within 150 s")
 
 
 def test_the_dashboard_draws_every_figure(
