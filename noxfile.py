@@ -117,6 +117,22 @@ def train(session: nox.Session) -> None:
 
 
 @menu()
+def promote(session: nox.Session) -> None:
+    """Move a registry alias: `nox -s promote -- <version> [--alias champion|challenger]`."""
+    dev(session)
+    cmd = ["python", "-m", "churn_ops.promotion", "--root", str(ROOT), "promote"]
+    session.run(*cmd, *session.posargs, external=True)
+
+
+@menu()
+def rollback(session: nox.Session) -> None:
+    """Move the registry alias champion back to the version it pointed to before."""
+    dev(session)
+    cmd = ["python", "-m", "churn_ops.promotion", "--root", str(ROOT), "rollback"]
+    session.run(*cmd, *session.posargs, external=True)
+
+
+@menu()
 def serve(session: nox.Session) -> None:
     """Serve the API locally with Waitress, without Docker (needs the artifacts)."""
     dev(session)

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from churn.model_record import ModelRecord
     from sklearn.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,68 @@ class TrackingTarget:
 def registered_model_name(version: str) -> str:
     """Name of the registered model of a version: ``churn-model-v1``."""
     return f"churn-model-{version}"
+
+
+def register_serving_version(
+    root: Path,
+    record: ModelRecord,
+    record_path: Path,
+    tracking: Mapping[str, str],
+    name: str | None = None,
+) -> str:
+    """Register a trained version under `REGISTERED_MODEL` with the files serving loads.
+
+    Those files are the version's data-only model file (the record's ``compiled`` artifact)
+    and its record (``record_path``, ``models/model_<version>.json``); no pickle. ``tracking``
+    is what `log_training_run` returned (its ``tracking_uri`` and ``run_id``). Logs both files
+    into that training run (folder `SERVING_ARTIFACT_DIR`), then creates a version of the one
+    registered model whose tags are the registry record (`churn.registry_names`): each file's
+    run path and sha256. Returns the new registry version. ``name`` replaces
+    `REGISTERED_MODEL` (tests).
+    """
+    import json
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from churn.model_record import SERVING_ARTIFACT, file_sha256
+    from churn.registry_names import (
+        ARTIFACTS_TAG,
+        RECORD_KIND,
+        REGISTERED_MODEL,
+        SERVING_ARTIFACT_DIR,
+        VERSION_TAG,
+    )
+
+    name = name or REGISTERED_MODEL
+    client = MlflowClient(tracking_uri=tracking["tracking_uri"])
+    run_id = tracking["run_id"]
+    files = {
+        SERVING_ARTIFACT: root / record.artifact(SERVING_ARTIFACT).path,
+        RECORD_KIND: record_path,
+    }
+    entries: dict[str, dict[str, str]] = {}
+    for kind, path in files.items():
+        client.log_artifact(run_id, str(path), SERVING_ARTIFACT_DIR)
+        entries[kind] = {"path": f"{SERVING_ARTIFACT_DIR}/{path.name}", "sha256": file_sha256(path)}
+    if entries[SERVING_ARTIFACT]["sha256"] != record.artifact(SERVING_ARTIFACT).sha256:
+        raise ValueError(f"{files[SERVING_ARTIFACT]}: changed since its record was written")
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    created = client.create_model_version(
+        name,
+        source=f"runs:/{run_id}/{SERVING_ARTIFACT_DIR}",
+        run_id=run_id,
+        tags={
+            VERSION_TAG: record.version,
+            ARTIFACTS_TAG: json.dumps(entries, sort_keys=True),
+        },
+    )
+    log.info("MLflow: registered %s as %s version %s", record.version, name, created.version)
+    return str(created.version)
 
 
 def _sqlite_path(uri: str) -> Path | None:

@@ -222,4 +222,5 @@ def _train(paths: ArtifactPaths, params: PipelineParams, version: str) -> ModelR
         drift.reference_path(paths.models, version),
         drift.build_reference(version, {c: inputs[c].tolist() for c in inputs}, scores.tolist()),
     )
+    mlflow_store.register_serving_version(paths.root, record, paths.metadata(version), tracking)
     return record
