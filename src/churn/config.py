@@ -48,12 +48,18 @@ ENV_VARS: dict[str, str] = {
     "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
     "mlflow_ui_url": "MLFLOW_UI_URL",
     "mlflow_port": "MLFLOW_PORT",
+    "model_source": "CHURN_MODEL_SOURCE",
+    "registry_model": "CHURN_REGISTRY_MODEL",
+    "registry_poll": "CHURN_REGISTRY_POLL",
+    "canary_weight": "CHURN_CANARY_WEIGHT",
+    "shadow": "CHURN_SHADOW",
 }
 
 #: Secrets: read from the environment only, never from YAML, and kept out of ``repr``.
 SECRET_ENV_VARS: dict[str, str] = {
     "mlflow_username": "MLFLOW_TRACKING_USERNAME",
     "mlflow_password": "MLFLOW_TRACKING_PASSWORD",
+    "registry_token": "CHURN_REGISTRY_TOKEN",
 }
 
 #: The smallest body limit accepted: a full batch of 1,000 typical records is about 650 KB.
@@ -97,6 +103,18 @@ class ApiSettings:
     mlflow_password: str | None = field(default=None, repr=False)
     #: True when `mlflow_ui_url` was derived rather than set (the page may then adapt it).
     mlflow_ui_url_derived: bool = False
+    #: Where the served models come from: "baked" (the image's files) or "registry" (MLflow
+    #: aliases, followed while serving; see churn.registry).
+    model_source: str = "baked"
+    registry_model: str = "churn-model"
+    #: Seconds between two looks at the registry aliases.
+    registry_poll: float = 5.0
+    #: Share of default traffic (by customerID hash) sent to the challenger, 0 to 1.
+    canary_weight: float = 0.0
+    #: Score the challenger too, off the request path, and count disagreements.
+    shadow: bool = False
+    #: Token of POST /registry/refresh (environment only; the endpoint is off without it).
+    registry_token: str | None = field(default=None, repr=False)
 
     @property
     def stats_enabled(self) -> bool:
@@ -109,6 +127,11 @@ class ApiSettings:
             raise SettingsError("model_versions: at least one model version is required")
         if len(set(self.model_versions)) != len(self.model_versions):
             raise SettingsError(f"model_versions: duplicates in {list(self.model_versions)}")
+        if self.model_source == "registry" and not _is_http_url(self.mlflow_tracking_uri):
+            raise SettingsError(
+                "CHURN_MODEL_SOURCE: 'registry' needs MLFLOW_TRACKING_URI set to the MLflow "
+                f"server's http(s) URL (it is {self.mlflow_tracking_uri!r})"
+            )
         if self.default_model not in self.model_versions:
             raise SettingsError(
                 f"default_model: {self.default_model!r} is not one of the served versions "
@@ -194,6 +217,27 @@ def _versions(value: Any, name: str) -> tuple[str, ...]:
     return versions
 
 
+def _choice(*choices: str) -> Callable[[Any, str], str]:
+    def parse(value: Any, name: str) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise SettingsError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}: expected true or false, got {value!r}")
+
+
 def _log_level(value: Any, name: str) -> str:
     level = str(value).strip().upper()
     if level not in LOG_LEVELS:
@@ -242,6 +286,11 @@ PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "mlflow_tracking_uri": _optional_text,
     "mlflow_ui_url": _http_url,
     "mlflow_port": _int(1, 65535),
+    "model_source": _choice("baked", "registry"),
+    "registry_model": _text,
+    "registry_poll": _float(0.1, 300.0),
+    "canary_weight": _float(0.0, 1.0),
+    "shadow": _bool,
 }
 
 

@@ -9,7 +9,18 @@ from typing import Any
 import numpy as np
 from flask import Flask, Response
 
-from churn.api import docs, health, invocations, metrics, models, monitoring, predict, ui, v2
+from churn.api import (
+    docs,
+    health,
+    invocations,
+    metrics,
+    models,
+    monitoring,
+    predict,
+    routing,
+    ui,
+    v2,
+)
 from churn.api.errors import register_error_handlers
 from churn.api.metrics import ApiMetrics
 from churn.api.models import describe_models
@@ -113,6 +124,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         app.register_blueprint(blueprint)
     app.before_request(_start_request)
     app.after_request(_finish_request)
+    routing.install(app, state)
 
     log.info(
         "API configured",
@@ -215,7 +227,8 @@ def _finish_request(response: Response) -> Response:
         churned = int(np.count_nonzero(probabilities >= app_state.settings.threshold))
         app_state.metrics.observe_predictions(model, churned, len(probabilities))
         if app_state.stats is not None:
-            app_state.stats.record_prediction(model, probabilities, churned, seconds)
+            label = ctx.get("model_label") or model
+            app_state.stats.record_prediction(label, probabilities, churned, seconds)
     elif app_state.stats is not None and endpoint in _PREDICT_ENDPOINTS and 400 <= status < 500:
         app_state.stats.record_rejection()
 

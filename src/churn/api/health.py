@@ -39,13 +39,23 @@ def readiness(state: ApiState) -> tuple[dict[str, Any], int]:
         }
     else:
         mlflow = {"status": "disabled", "reason": "MLFLOW_TRACKING_URI is not set"}
+    checks = {"models": models, "mlflow": mlflow}
+    degraded = mlflow["status"] == "degraded"
+    router = state.router
+    if router is not None and router.watcher is not None:
+        if models["status"] == "ok":  # registry mode: what serves, and from where
+            serving = router.current
+            models.update(source=serving.source, aliases=dict(serving.aliases))
+            models["default"] = serving.aliases.get("champion", settings.default_model)
+        checks["registry"] = registry = router.watcher.status()
+        degraded = degraded or registry["status"] != "ok"
     if models["status"] != "ok":
         status, code = "not_ready", 503
-    elif mlflow["status"] == "degraded":
+    elif degraded:
         status, code = "degraded", 200
     else:
         status, code = "ready", 200
-    return {"status": status, "checks": {"models": models, "mlflow": mlflow}}, code
+    return {"status": status, "checks": checks}, code
 
 
 @bp.get("/ready")

@@ -74,4 +74,7 @@ def describe_models(
 @bp.get("/models")
 def list_models() -> Response:
     """Return the versions served, the default one, and for each its metadata."""
-    return jsonify(get_state(current_app).models_document)
+    state = get_state(current_app)
+    if state.router is None:
+        return jsonify(state.models_document)
+    return jsonify({**state.models_document, **state.router.describe()})

@@ -173,6 +173,10 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
             "required": ["model", "churn", "churn_probability", "request_id"],
             "properties": {
                 "model": text,
+                "alias": {
+                    "type": ["string", "null"],
+                    "description": "The registry alias that served (champion, challenger), if any.",
+                },
                 "churn": {"type": "boolean"},
                 "churn_probability": probability,
                 "request_id": text,
@@ -185,6 +189,10 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
             "required": ["model", "predictions", "request_id"],
             "properties": {
                 "model": text,
+                "alias": {
+                    "type": ["string", "null"],
+                    "description": "The registry alias that served (champion, challenger), if any.",
+                },
                 "request_id": text,
                 "predictions": {
                     "type": "array",
@@ -318,6 +326,20 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
                 "responses": {
                     "200": _ok("Ready (possibly degraded).", _ref("Ready")),
                     "503": _ok("Not ready; the models check says why.", _ref("Ready")),
+                },
+            }
+        },
+        "/registry/refresh": {
+            "post": {
+                "summary": "Look at the registry aliases now (registry mode)",
+                "tags": ["operations"],
+                "description": "Needs `Authorization: Bearer <CHURN_REGISTRY_TOKEN>`; off (404) "
+                "unless CHURN_MODEL_SOURCE=registry and the token is set.",
+                "responses": {
+                    "202": _ok("The watcher will look now.", {"type": "object"}),
+                    "401": _error("No bearer token."),
+                    "403": _error("Wrong token."),
+                    "404": _error("Notifications are off."),
                 },
             }
         },

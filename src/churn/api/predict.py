@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Request, Response, jsonify
+from flask import Blueprint, Response, jsonify
 from flask.ctx import _AppCtxGlobals
 
 from churn.api.errors import ApiError
 from churn.api.explanations import explain, explanation_items, wants_explanation
+from churn.api.routing import Router
 from churn.api.state import ApiState, request_objects
 from churn.api.validation import read_json_body, summarize
+from churn.registry import ServingSet
 from churn.schema import ID_COLUMN
 
 __all__ = ["bp"]
@@ -19,45 +21,45 @@ __all__ = ["bp"]
 bp = Blueprint("predict", __name__)
 
 
-def _model_version(state: ApiState, req: Request, ctx: _AppCtxGlobals) -> str:
-    """Return the requested model version, or raise 404 when it is not served."""
-    version = req.args.get("model", state.settings.default_model)
-    ctx.model = version
-    available = state.settings.model_versions
-    if version not in available:
-        listing = ", ".join(available)
-        shown = version if len(version) <= 40 else version[:40] + "..."
-        raise ApiError(
-            404,
-            "unknown_model",
-            f"unknown model version {shown!r}; available: {listing}",
-            [{"field": "model", "problem": f"must be one of: {listing}"}],
-        )
-    return version
+def _router(state: ApiState) -> Router:
+    """Return the app's router (`create_app` installs it)."""
+    assert state.router is not None  # noqa: S101 - installed by create_app
+    return state.router
 
 
 def _score(
-    state: ApiState, ctx: _AppCtxGlobals, version: str, records: list[dict[str, object]]
+    state: ApiState,
+    serving: ServingSet,
+    ctx: _AppCtxGlobals,
+    version: str,
+    records: list[dict[str, object]],
 ) -> np.ndarray:
     """Return the churn probabilities of validated records, or raise 503 without models."""
-    if state.models is None:
+    if serving.models is None:
         raise ApiError(
             503,
             "models_unavailable",
             "the models are not loaded; see /ready for the reason",
         )
-    probabilities = state.models.predict_proba(version, records)
+    probabilities = serving.models.predict_proba(version, records)
     ctx.probabilities = probabilities
     if state.drift is not None:  # counts into bins only; the records are not kept
         state.drift.observe(version, records, probabilities.tolist())
     return probabilities
 
 
+def _served_by(ctx: _AppCtxGlobals, version: str, alias: str | None) -> None:
+    ctx.model = version
+    ctx.model_label = f"{version}.{alias}" if alias else version
+
+
 @bp.post("/predict")
 def predict_one() -> Response:
     """Score one customer object."""
     state, req, ctx = request_objects()
-    version = _model_version(state, req, ctx)
+    router = _router(state)
+    serving = router.snapshot()
+    requested = router.requested(serving, req, ctx)
     explaining = wants_explanation(req.args)
     body = read_json_body(req, state.settings.max_body_bytes)
     ctx.batch_size = 1
@@ -65,9 +67,13 @@ def predict_one() -> Response:
     if problems:
         message, details = summarize(problems, "the customer")
         raise ApiError(422, "validation_error", message, details)
-    probability = float(_score(state, ctx, version, [record])[0])  # type: ignore[list-item]
+    version, alias = router.route(serving, requested, customer_id, single=True)
+    _served_by(ctx, version, alias)
+    probabilities = _score(state, serving, ctx, version, [record])  # type: ignore[list-item]
+    probability = float(probabilities[0])
     answer: dict[str, Any] = {
         "model": version,
+        "alias": alias,
         "churn": probability >= state.settings.threshold,
         "churn_probability": probability,
         "request_id": ctx.request_id,
@@ -75,16 +81,26 @@ def predict_one() -> Response:
     if customer_id is not None:
         answer[ID_COLUMN] = customer_id
     if explaining:
-        assert state.models is not None  # noqa: S101 - _score raised 503 otherwise
-        answer["explanation"] = explanation_items(explain(state.models, version, [record]))[0]
-    return jsonify(answer)
+        assert serving.models is not None  # noqa: S101 - _score raised 503 otherwise
+        answer["explanation"] = explanation_items(explain(serving.models, version, [record]))[0]
+    return router.answered(
+        serving,
+        version,
+        alias,
+        [record],
+        probabilities,
+        jsonify(answer),
+        routed=requested is None,
+    )
 
 
 @bp.post("/predict/batch")
 def predict_batch() -> Response:
     """Score ``{"instances": [customer, ...]}``, answering in input order."""
     state, req, ctx = request_objects()
-    version = _model_version(state, req, ctx)
+    router = _router(state)
+    serving = router.snapshot()
+    requested = router.requested(serving, req, ctx)
     explaining = wants_explanation(req.args)
     body = read_json_body(req, state.settings.max_body_bytes)
     instances = _instances(body, state.settings.max_batch)
@@ -93,7 +109,9 @@ def predict_batch() -> Response:
     if problems:
         message, details = summarize(problems, f"the batch of {len(instances)} instances")
         raise ApiError(422, "validation_error", message, details)
-    probabilities = _score(state, ctx, version, records)
+    version, alias = router.route(serving, requested, None, single=False)
+    _served_by(ctx, version, alias)
+    probabilities = _score(state, serving, ctx, version, records)
     threshold = state.settings.threshold
     predictions: list[dict[str, Any]] = []
     for probability, customer_id in zip(probabilities.tolist(), ids, strict=True):
@@ -102,12 +120,26 @@ def predict_batch() -> Response:
             item[ID_COLUMN] = customer_id
         predictions.append(item)
     if explaining:
-        assert state.models is not None  # noqa: S101 - _score raised 503 otherwise
+        assert serving.models is not None  # noqa: S101 - _score raised 503 otherwise
         for item, why in zip(
-            predictions, explanation_items(explain(state.models, version, records)), strict=True
+            predictions, explanation_items(explain(serving.models, version, records)), strict=True
         ):
             item["explanation"] = why
-    return jsonify({"model": version, "predictions": predictions, "request_id": ctx.request_id})
+    answer = {
+        "model": version,
+        "alias": alias,
+        "predictions": predictions,
+        "request_id": ctx.request_id,
+    }
+    return router.answered(
+        serving,
+        version,
+        alias,
+        records,
+        probabilities,
+        jsonify(answer),
+        routed=requested is None,
+    )
 
 
 def _instances(body: object, max_batch: int) -> list[object]:

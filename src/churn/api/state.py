@@ -10,6 +10,7 @@ from flask.ctx import _AppCtxGlobals
 
 if TYPE_CHECKING:
     from churn.api.metrics import ApiMetrics
+    from churn.api.routing import Router
     from churn.api.stats import MlflowStats
     from churn.api.validation import CustomerValidator
     from churn.config import ApiSettings
@@ -40,6 +41,8 @@ class ApiState:
     drift: DriftMonitor | None = None
     #: How often the catch-all error handler answered (tests assert it stays 0).
     internal_errors: int = 0
+    #: The served set and traffic rules (`churn.api.routing`); set by `create_app`.
+    router: Router | None = None
 
 
 def get_state(app: Flask) -> ApiState:

@@ -27,6 +27,7 @@ def test_every_setting_has_an_env_var_and_the_documented_defaults() -> None:
         "mlflow_ui_url_derived",
         "mlflow_username",
         "mlflow_password",
+        "registry_token",
     }
     assert settable == set(ENV_VARS)
     s = load_api_settings(env={})

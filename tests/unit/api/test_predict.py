@@ -72,7 +72,14 @@ def test_default_model_is_used_without_the_query(
 def test_answer_shape_and_customer_id_echo(client: FlaskClient, customer: dict) -> None:
     response = client.post("/predict", json={**customer, "customerID": "7590-VHVEG"})
     body = response.get_json()
-    assert set(body) == {"model", "churn", "churn_probability", "request_id", "customerID"}
+    assert set(body) == {
+        "model",
+        "alias",
+        "churn",
+        "churn_probability",
+        "request_id",
+        "customerID",
+    }
     assert body["customerID"] == "7590-VHVEG"
     assert body["request_id"] == response.headers["X-Request-ID"]
     assert "customerID" not in client.post("/predict", json=customer).get_json()

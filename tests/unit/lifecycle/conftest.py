@@ -57,10 +57,20 @@ class MlflowServer:
         log = (self.folder / "server.log").open("ab")
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             [
-                sys.executable, "-m", "mlflow", "server",
-                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-                "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
-                "--artifacts-destination", str(self.folder / "artifacts"),
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{self.folder / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(self.folder / "artifacts"),
             ],  # fmt: skip
             env=env,
             stdout=log,
@@ -133,3 +143,11 @@ def registered(mlflow_server: MlflowServer, artifact_root: Path, tmp_path: Path)
     register("v1")
     register("v2")
     return Registered(name, client, register)
+
+
+@pytest.fixture
+def customer() -> dict[str, object]:
+    """A valid customer object (a fresh copy each time)."""
+    from churn.api.openapi import EXAMPLE_CUSTOMER
+
+    return dict(EXAMPLE_CUSTOMER)

@@ -1,0 +1,205 @@
+"""Serving from the registry: a real MLflow server, the real app, alias moves while serving."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from churn.api import create_app
+from churn.api.routing import ALIAS_HEADER, VERSION_HEADER
+from churn.api.state import get_state
+from churn.config import SettingsError, load_api_settings
+from churn.registry_names import ARTIFACTS_TAG
+from churn_ops.lifecycle import promote
+
+from .conftest import MlflowServer, Registered
+
+TOKEN = "s3cret-token"  # noqa: S105 - a test value
+
+
+@pytest.fixture
+def make_app(
+    mlflow_server: MlflowServer, registered: Registered, artifact_root: Any
+) -> Iterator[Callable[..., Flask]]:
+    """``make_app(**overrides)``: an app following ``registered``; its threads stopped after."""
+    apps: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        settings = {
+            "root": str(artifact_root),
+            "mlflow_tracking_uri": mlflow_server.url,
+            "model_source": "registry",
+            "registry_model": registered.name,
+            "registry_poll": 300,  # the tests look with poll_once(), not on a timer
+            "stats_interval": 3600,
+            **overrides,
+        }
+        env = {"CHURN_REGISTRY_TOKEN": TOKEN}
+        app = create_app(load_api_settings(env=env, yaml_path=None, **settings))
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        state = get_state(app)
+        assert state.router is not None and state.router.watcher is not None
+        state.router.watcher.stop()
+        if state.stats is not None:
+            state.stats.stop(timeout=1)
+
+
+def _predict(app: Flask, customer: dict[str, object], query: str = "") -> tuple[dict, Any]:
+    response = app.test_client().post(f"/predict{query}", json=customer)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json(), response.headers
+
+
+def _watcher(app: Flask) -> Any:
+    router = get_state(app).router
+    assert router is not None and router.watcher is not None
+    return router.watcher
+
+
+def test_serves_the_champion_and_follows_an_alias_move(
+    make_app: Callable[..., Flask], registered: Registered, customer: dict[str, object]
+) -> None:
+    promote(registered.client, "v1", name=registered.name)
+    app = make_app()
+    body, headers = _predict(app, customer)
+    assert (body["model"], body["alias"]) == ("v1", "champion")
+    assert (headers[VERSION_HEADER], headers[ALIAS_HEADER]) == ("v1", "champion")
+
+    promote(registered.client, "v2", name=registered.name)
+    promote(registered.client, "v1", "challenger", name=registered.name)
+    assert _watcher(app).poll_once() is True
+    body, headers = _predict(app, customer)
+    assert (body["model"], body["alias"]) == ("v2", "champion")
+    body, _ = _predict(app, customer, "?model=v1")
+    assert (body["model"], body["alias"]) == ("v1", "challenger")
+    models = app.test_client().get("/models").get_json()
+    assert models["source"] == "registry" and models["default"] == "v2"
+    assert models["aliases"] == {"champion": "v2", "challenger": "v1"}
+    assert models["registry"]["status"] == "ok"
+    assert models["registry_versions"]["v2"]["registry_version"] == "2"
+    metrics = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'churn_api_served_total{alias="champion",version="v2"} 1.0' in metrics
+    assert _watcher(app).poll_once() is False  # nothing moved: nothing reloaded
+
+
+def test_mlflow_unreachable_keeps_the_last_good_models_then_catches_up(
+    make_app: Callable[..., Flask],
+    registered: Registered,
+    mlflow_server: MlflowServer,
+    customer: dict[str, object],
+) -> None:
+    promote(registered.client, "v1", name=registered.name)
+    app = make_app()
+    watcher = _watcher(app)
+    watcher.client.base_url = "http://127.0.0.1:9"  # discard port: nothing listens there
+    assert watcher.poll_once() is False
+    ready = app.test_client().get("/ready")
+    assert ready.status_code == 200 and ready.get_json()["status"] == "degraded"
+    reason = ready.get_json()["checks"]["registry"]["reason"]
+    assert "unreachable" in reason and "last good models keep serving" in reason
+    assert _predict(app, customer)[0]["model"] == "v1"
+
+    promote(registered.client, "v2", name=registered.name)
+    watcher.client.base_url = mlflow_server.url  # back
+    assert watcher.poll_once() is True
+    assert _predict(app, customer)[0]["model"] == "v2"
+    assert app.test_client().get("/ready").get_json()["status"] == "ready"
+
+
+def test_a_version_whose_bytes_do_not_match_is_refused_once_and_the_old_one_serves(
+    make_app: Callable[..., Flask],
+    registered: Registered,
+    customer: dict[str, object],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    promote(registered.client, "v1", name=registered.name)
+    app = make_app()
+    record = json.loads(
+        registered.client.get_model_version(registered.name, "2").tags[ARTIFACTS_TAG]
+    )
+    record["model"]["sha256"] = "0" * 64
+    registered.client.set_model_version_tag(registered.name, "2", ARTIFACTS_TAG, json.dumps(record))
+    promote(registered.client, "2", name=registered.name)
+    watcher = _watcher(app)
+    with caplog.at_level(logging.ERROR, logger="churn.registry"):
+        assert watcher.poll_once() is False
+        assert watcher.poll_once() is False
+    refused = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1 and "sha256 mismatch" in refused[0].getMessage()
+    assert _predict(app, customer)[0]["model"] == "v1"
+    ready = app.test_client().get("/ready").get_json()
+    assert ready["status"] == "degraded"
+    assert "sha256 mismatch" in ready["checks"]["registry"]["reason"]
+    assert "sha256 mismatch" in app.test_client().get("/models").get_json()["registry"]["reason"]
+
+
+def test_shadow_scores_the_challenger_off_the_request_path(
+    make_app: Callable[..., Flask], registered: Registered, make_records: Any
+) -> None:
+    promote(registered.client, "v2", name=registered.name)
+    promote(registered.client, "v1", "challenger", name=registered.name)
+    app = make_app(shadow=True)
+    client = app.test_client()
+    records = make_records(40, seed=3)
+    for record in records:
+        assert client.post("/predict", json=record).get_json()["model"] == "v2"
+    router = get_state(app).router
+    assert router is not None
+    router.drain()
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'churn_api_shadow_records_total{alias="challenger",version="v1"} 40.0' in metrics
+    v1 = client.post("/predict/batch?model=v1", json={"instances": records}).get_json()
+    v2 = client.post("/predict/batch?model=v2", json={"instances": records}).get_json()
+    differ = sum(
+        a["churn"] != b["churn"] for a, b in zip(v1["predictions"], v2["predictions"], strict=True)
+    )
+    router.drain()  # the explicit ?model= requests were not shadowed
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'churn_api_shadow_records_total{alias="challenger",version="v1"} 40.0' in metrics
+    if differ:
+        line = f'churn_api_shadow_disagreements_total{{alias="challenger",version="v1"}} {differ}.0'
+        assert line in metrics
+
+
+def test_refresh_endpoint_needs_the_right_token_and_changes_nothing_without(
+    make_app: Callable[..., Flask], registered: Registered
+) -> None:
+    promote(registered.client, "v1", name=registered.name)
+    app = make_app()
+    client = app.test_client()
+    missing = client.post("/registry/refresh")
+    wrong = client.post("/registry/refresh", headers={"Authorization": "Bearer nope"})
+    assert missing.status_code == 401 and missing.get_json()["error"]["code"] == "unauthorized"
+    assert wrong.status_code == 403 and wrong.get_json()["error"]["details"][0]["field"] == (
+        "Authorization"
+    )
+    assert get_state(app).router.current.aliases == {"champion": "v1"}  # type: ignore[union-attr]
+    ok = client.post("/registry/refresh", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CHURN_CANARY_WEIGHT": "1.5"}, "CHURN_CANARY_WEIGHT: '1.5' must be at least 0.0"),
+        ({"CHURN_CANARY_WEIGHT": "lots"}, "CHURN_CANARY_WEIGHT: expected a number"),
+        ({"CHURN_MODEL_SOURCE": "s3"}, "CHURN_MODEL_SOURCE: 's3' is not one of baked, registry"),
+        ({"CHURN_MODEL_SOURCE": "registry"}, "needs MLFLOW_TRACKING_URI"),
+        ({"CHURN_SHADOW": "maybe"}, "CHURN_SHADOW: expected true or false"),
+        ({"CHURN_REGISTRY_POLL": "0"}, "CHURN_REGISTRY_POLL"),
+    ],
+)
+def test_bad_lifecycle_settings_fail_fast_naming_the_variable(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        load_api_settings(env=env, yaml_path=None)
