@@ -100,11 +100,15 @@ def index() -> str:
     """Render the prediction form."""
     state = get_state(current_app)
     settings = state.settings
+    serving = state.router.current if state.router is not None else None
+    served = serving.models if serving is not None else None
     return render_template(
         "index.html",
         sections=form_sections(),
-        versions=settings.model_versions,
+        versions=served.versions if served is not None else settings.model_versions,
         default_model=settings.default_model,
+        aliases=dict(serving.aliases) if serving is not None else {},
+        model_source=serving.source if serving is not None else settings.model_source,
         models_ready=state.models is not None,
         load_error=state.load_error,
         mlflow_ui_url=settings.mlflow_ui_url,

@@ -88,6 +88,9 @@ def test_serves_the_champion_and_follows_an_alias_move(
     assert models["registry_versions"]["v2"]["registry_version"] == "2"
     metrics = app.test_client().get("/metrics").get_data(as_text=True)
     assert 'churn_api_served_total{alias="champion",version="v2"} 1.0' in metrics
+    page = app.test_client().get("/").get_data(as_text=True)
+    assert "champion &rarr; v2, challenger &rarr; v1" in page
+    assert '<option value="v1">v1 (challenger)</option>' in page
     assert _watcher(app).poll_once() is False  # nothing moved: nothing reloaded
 
 

@@ -99,7 +99,8 @@
     document.getElementById("probability-text").textContent =
       "Churn probability: " + (100 * p).toFixed(1) + "%";
     document.getElementById("result-meta").textContent =
-      "Model " + answer.model + " · request " + answer.request_id;
+      "Model " + answer.model + (answer.alias ? " (" + answer.alias + ")" : "") +
+      " · request " + answer.request_id;
     showReasons(answer, customer);
     result.hidden = false;
   }
@@ -141,7 +142,8 @@
     var model = form.elements.model.value;
     var url = form.getAttribute("data-predict-url") || "/predict";
     var customer = collect();
-    fetch(url + "?model=" + encodeURIComponent(model) + "&explain=true", {
+    var query = (model ? "?model=" + encodeURIComponent(model) + "&" : "?") + "explain=true";
+    fetch(url + query, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify(customer),
