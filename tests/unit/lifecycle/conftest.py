@@ -137,8 +137,8 @@ def registered(mlflow_server: MlflowServer, artifact_root: Path, tmp_path: Path)
         client.set_terminated(run.info.run_id)
         path = root / "models" / f"model_{version}.json"
         record = json.loads(path.read_text(encoding="utf-8"))
-        record["mlflow"] = {"tracking_uri": mlflow_server.url, "run_id": run.info.run_id}
-        return register_serving_version(root, record, path, name=name)
+        tracking = {"tracking_uri": mlflow_server.url, "run_id": run.info.run_id}
+        return register_serving_version(root, record, path, tracking, name=name)
 
     register("v1")
     register("v2")
