@@ -15,7 +15,7 @@ from churn.api.routing import ALIAS_HEADER, VERSION_HEADER
 from churn.api.state import get_state
 from churn.config import SettingsError, load_api_settings
 from churn.registry_names import ARTIFACTS_TAG
-from churn_ops.lifecycle import promote
+from churn_ops.promotion import promote
 
 from .conftest import MlflowServer, Registered
 
