@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+    from sklearn.pipeline import Pipeline
 
     from churn.model_record import ModelRecord
-    from sklearn.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ and the reason is logged once, not at every poll. Knows nothing of HTTP serving 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import logging
-import tempfile
 import threading
 import time
 import urllib.error
@@ -32,11 +32,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from churn.model_record import SERVING_ARTIFACT, ModelRecord, RecordError, RunRecord
 from churn.predict import ArtifactError, ServingModels
-from churn.registry_names import ALIASES, ARTIFACTS_TAG, CHAMPION, VERSION_TAG
+from churn.registry_names import ALIASES, ARTIFACTS_TAG, CHAMPION, RECORD_KIND, VERSION_TAG
 
 __all__ = [
     "RegistryClient",
@@ -78,7 +78,8 @@ class RegistryEntry:
         registry_version: the registry's number ("3").
         version: the project's version name training gave it ("v2").
         run_id: the training run holding its files.
-        artifacts: ``{kind: {"path": run artifact path, "sha256": hex}}``, ``metadata`` included.
+        artifacts: ``{kind: {"path": run artifact path, "sha256": hex}}`` for the
+            record and the data-only model file (`churn.registry_names`).
 
     """
 
@@ -103,7 +104,7 @@ def _entry(model: str, version: Mapping[str, Any]) -> RegistryEntry:
             f"{where}: no registry record (tags {VERSION_TAG} and {ARTIFACTS_TAG}); "
             "register versions with `nox -s train`"
         )
-    if "metadata" not in artifacts or not all(
+    if {RECORD_KIND, SERVING_ARTIFACT} - set(artifacts) or not all(
         isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("sha256"), str)
         for e in artifacts.values()
     ):
@@ -233,45 +234,48 @@ def fetch_verified(client: RegistryClient, entry: RegistryEntry) -> dict[str, by
 def load_from_bytes(
     versions: Mapping[str, tuple[RegistryEntry, Mapping[str, bytes]]],
 ) -> ServingModels:
-    """Load and compile verified registry files as the served ``{name: (entry, files)}``.
+    """Load verified registry files as the served ``{name: (entry, files)}``.
 
-    This is the one function that turns downloaded bytes into models. Each version's metadata
-    record (``files["metadata"]``) is rewritten to name the version ``name`` and to point at
-    its own files, which are laid out in a private temporary folder and read by
-    `ServingModels.load` (which checks every sha256 again before loading).
+    This is the one function that turns downloaded bytes into models. Each version's files
+    are its record (``files["record"]``, `churn.model_record`) and its data-only model file
+    (``files["compiled"]``). The record is renamed to ``name``; the registry's sha256 of the
+    model file must equal the record's, and `ServingModels.from_sources` checks the bytes
+    against it again before `churn.serving.compiled` parses them. Nothing touches the disk
+    and no pickle is read.
 
     Raises:
-        VerificationError: a metadata record is not JSON or names files it was not given,
-            or loading fails (the reason names the registry version).
+        VerificationError: a record is unreadable or disagrees with the registry, or a model
+            file fails to load (the reason names the registry version).
 
     """
-    with tempfile.TemporaryDirectory(prefix="churn-registry-") as folder:
-        root = Path(folder)
-        for name, (entry, files) in versions.items():
-            where = f"registry version {entry.registry_version}"
-            try:
-                metadata = json.loads(files["metadata"])
-                artifacts = metadata["artifacts"]
-            except (ValueError, KeyError, TypeError):
-                raise VerificationError(f"{where}: unreadable metadata record") from None
-            base = Path("registry") / entry.registry_version
-            (root / base).mkdir(parents=True, exist_ok=True)
-            for kind in list(artifacts):
-                if kind not in files:
-                    raise VerificationError(f"{where}: the record has no file for {kind!r}")
-                relative = base / Path(entry.artifacts[kind]["path"]).name
-                (root / relative).write_bytes(files[kind])
-                artifacts[kind] = {"path": str(relative), "sha256": entry.artifacts[kind]["sha256"]}
-            metadata["version"] = name
-            metadata.setdefault("mlflow", {})
-            if isinstance(metadata["mlflow"], dict):
-                metadata["mlflow"].pop("tracking_uri", None)
-            (root / "models").mkdir(exist_ok=True)
-            (root / "models" / f"model_{name}.json").write_text(json.dumps(metadata), "utf-8")
+    sources: dict[str, tuple[ModelRecord, RunRecord | None, bytes, str]] = {}
+    for name, (entry, files) in versions.items():
+        where = f"registry version {entry.registry_version}"
+        if RECORD_KIND not in files or SERVING_ARTIFACT not in files:
+            raise VerificationError(
+                f"{where}: needs its {RECORD_KIND} and {SERVING_ARTIFACT} files"
+            )
         try:
-            return ServingModels.load(root, tuple(versions))
-        except ArtifactError as exc:
-            raise VerificationError(" ".join(str(exc).replace(folder, "").split())) from None
+            record = ModelRecord.from_dict(json.loads(files[RECORD_KIND]), f"{where} record")
+        except ValueError as exc:  # RecordError, JSONDecodeError, UnicodeDecodeError
+            reason = str(exc) if isinstance(exc, RecordError) else f"{where}: unreadable record"
+            raise VerificationError(reason) from None
+        expected = entry.artifacts[SERVING_ARTIFACT]["sha256"].strip().lower()
+        if record.artifact(SERVING_ARTIFACT).sha256 != expected:
+            raise VerificationError(
+                f"{where}: the record's {SERVING_ARTIFACT} sha256 differs from the registry's"
+            )
+        source = f"{where} {entry.artifacts[SERVING_ARTIFACT]['path']}"
+        sources[name] = (
+            dataclasses.replace(record, version=name),
+            None,
+            files[SERVING_ARTIFACT],
+            source,
+        )
+    try:
+        return ServingModels.from_sources(sources)
+    except ArtifactError as exc:
+        raise VerificationError(str(exc)) from None
 
 
 @dataclass(frozen=True)

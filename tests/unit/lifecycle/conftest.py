@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -126,6 +125,7 @@ def registered(mlflow_server: MlflowServer, artifact_root: Path, tmp_path: Path)
     from mlflow import MlflowClient
 
     from churn.mlflow_store import register_serving_version
+    from churn.model_record import read_record, record_path
 
     name = f"churn-test-{uuid.uuid4().hex[:8]}"
     client = MlflowClient(tracking_uri=mlflow_server.url)
@@ -135,8 +135,8 @@ def registered(mlflow_server: MlflowServer, artifact_root: Path, tmp_path: Path)
     def register(version: str) -> str:
         run = client.create_run(experiment)
         client.set_terminated(run.info.run_id)
-        path = root / "models" / f"model_{version}.json"
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = read_record(root / "models", version)
+        path = record_path(root / "models", version)
         tracking = {"tracking_uri": mlflow_server.url, "run_id": run.info.run_id}
         return register_serving_version(root, record, path, tracking, name=name)
 

@@ -94,6 +94,56 @@ def test_serves_the_champion_and_follows_an_alias_move(
     assert _watcher(app).poll_once() is False  # nothing moved: nothing reloaded
 
 
+def test_a_version_registers_only_its_data_only_model_file_and_record(
+    registered: Registered, artifact_root: Any
+) -> None:
+    from churn.model_record import file_sha256, read_record, record_path
+
+    tags = registered.client.get_model_version(registered.name, "2").tags
+    files = json.loads(tags[ARTIFACTS_TAG])
+    assert set(files) == {"compiled", "record"}  # no pickle is registered
+    record = read_record(artifact_root / "models", "v2")
+    assert files["compiled"]["sha256"] == record.artifact("compiled").sha256
+    assert files["record"]["sha256"] == file_sha256(record_path(artifact_root / "models", "v2"))
+
+
+def test_serves_from_the_registry_alone_with_no_model_files_on_disk(
+    make_app: Callable[..., Flask],
+    registered: Registered,
+    customer: dict[str, object],
+    artifact_root: Any,
+    tmp_path: Any,
+) -> None:
+    promote(registered.client, "v2", name=registered.name)
+    baked = create_app(load_api_settings(env={}, yaml_path=None, root=str(artifact_root)))
+    expected, _ = _predict(baked, customer, "?model=v2")
+    empty = tmp_path / "empty"  # a project root with no models: nothing baked to fall back on
+    empty.mkdir()
+    app = make_app(root=str(empty))
+    body, _ = _predict(app, customer)
+    assert (body["model"], body["alias"]) == ("v2", "champion")
+    assert body["churn_probability"] == expected["churn_probability"]
+    assert not list(empty.rglob("*"))  # nothing was written there either
+
+
+def test_a_record_that_disagrees_with_the_registry_is_refused(registered: Registered) -> None:
+    from churn.registry import RegistryClient, VerificationError, fetch_verified, load_from_bytes
+
+    client = RegistryClient(registered.client.tracking_uri, registered.name)
+    promote(registered.client, "v2", name=registered.name)
+    entry = client.alias("champion")
+    assert entry is not None
+    files = fetch_verified(client, entry)
+    assert load_from_bytes({"v2": (entry, files)}).versions == ("v2",)
+    record = json.loads(files["record"])
+    record["artifacts"]["compiled"]["sha256"] = "0" * 64
+    forged = {**files, "record": json.dumps(record).encode()}
+    with pytest.raises(VerificationError, match="differs from the registry"):
+        load_from_bytes({"v2": (entry, forged)})
+    with pytest.raises(VerificationError, match="unreadable record"):
+        load_from_bytes({"v2": (entry, {**files, "record": b"\xff not json"})})
+
+
 def test_mlflow_unreachable_keeps_the_last_good_models_then_catches_up(
     make_app: Callable[..., Flask],
     registered: Registered,
@@ -129,7 +179,7 @@ def test_a_version_whose_bytes_do_not_match_is_refused_once_and_the_old_one_serv
     record = json.loads(
         registered.client.get_model_version(registered.name, "2").tags[ARTIFACTS_TAG]
     )
-    record["model"]["sha256"] = "0" * 64
+    record["compiled"]["sha256"] = "0" * 64
     registered.client.set_model_version_tag(registered.name, "2", ARTIFACTS_TAG, json.dumps(record))
     promote(registered.client, "2", name=registered.name)
     watcher = _watcher(app)
