@@ -29,6 +29,7 @@ from churn_ops import (
     k8s,
     lifecycle,
     monitoring,
+    promotion,
     suites,
     swarm,
     training,
@@ -119,17 +120,13 @@ def train(session: nox.Session) -> None:
 @menu()
 def promote(session: nox.Session) -> None:
     """Move a registry alias: `nox -s promote -- <version> [--alias champion|challenger]`."""
-    dev(session)
-    cmd = ["python", "-m", "churn_ops.promotion", "--root", str(ROOT), "promote"]
-    session.run(*cmd, *session.posargs, external=True)
+    promotion.nox_session(session, ROOT, "promote")
 
 
 @menu()
 def rollback(session: nox.Session) -> None:
     """Move the registry alias champion back to the version it pointed to before."""
-    dev(session)
-    cmd = ["python", "-m", "churn_ops.promotion", "--root", str(ROOT), "rollback"]
-    session.run(*cmd, *session.posargs, external=True)
+    promotion.nox_session(session, ROOT, "rollback")
 
 
 @menu()

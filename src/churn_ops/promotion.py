@@ -35,7 +35,17 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-__all__ = ["Change", "LifecycleError", "main", "promote", "rollback", "status"]
+    from churn_ops.shell import Session
+
+__all__ = [
+    "Change",
+    "LifecycleError",
+    "main",
+    "nox_session",
+    "promote",
+    "rollback",
+    "status",
+]
 
 
 class LifecycleError(Exception):
@@ -209,6 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def nox_session(session: Session, root: Path, command: str) -> None:
+    """Run ``command`` (promote, rollback) with the session's arguments in the dev environment."""
+    from churn_ops import devenv
+
+    devenv.activate(session, root)
+    args = ["python", "-m", "churn_ops.promotion", "--root", str(root), command]
+    session.run(*args, *session.posargs, external=True)
 
 
 if __name__ == "__main__":

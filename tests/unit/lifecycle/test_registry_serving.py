@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
 
 from churn.api import create_app
 from churn.api.routing import ALIAS_HEADER, VERSION_HEADER
@@ -20,6 +21,16 @@ from churn_ops.promotion import promote
 from .conftest import MlflowServer, Registered
 
 TOKEN = "s3cret-token"  # noqa: S105 - a test value
+CHALLENGER_V1 = {"alias": "challenger", "version": "v1"}
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of the sample ``name`` whose labels include ``labels`` (any replica)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return float(sample.value)
+    raise AssertionError(f"no sample {name} {labels}")
 
 
 @pytest.fixture
@@ -87,7 +98,7 @@ def test_serves_the_champion_and_follows_an_alias_move(
     assert models["registry"]["status"] == "ok"
     assert models["registry_versions"]["v2"]["registry_version"] == "2"
     metrics = app.test_client().get("/metrics").get_data(as_text=True)
-    assert 'churn_api_served_total{alias="champion",version="v2"} 1.0' in metrics
+    assert _sample(metrics, "churn_api_served_total", alias="champion", version="v2") == 1
     page = app.test_client().get("/").get_data(as_text=True)
     assert "champion &rarr; v2, challenger &rarr; v1" in page
     assert '<option value="v1">v1 (challenger)</option>' in page
@@ -209,7 +220,7 @@ def test_shadow_scores_the_challenger_off_the_request_path(
     assert router is not None
     router.drain()
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'churn_api_shadow_records_total{alias="challenger",version="v1"} 40.0' in metrics
+    assert _sample(metrics, "churn_api_shadow_records_total", **CHALLENGER_V1) == 40
     v1 = client.post("/predict/batch?model=v1", json={"instances": records}).get_json()
     v2 = client.post("/predict/batch?model=v2", json={"instances": records}).get_json()
     differ = sum(
@@ -217,10 +228,9 @@ def test_shadow_scores_the_challenger_off_the_request_path(
     )
     router.drain()  # the explicit ?model= requests were not shadowed
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'churn_api_shadow_records_total{alias="challenger",version="v1"} 40.0' in metrics
+    assert _sample(metrics, "churn_api_shadow_records_total", **CHALLENGER_V1) == 40
     if differ:
-        line = f'churn_api_shadow_disagreements_total{{alias="challenger",version="v1"}} {differ}.0'
-        assert line in metrics
+        assert _sample(metrics, "churn_api_shadow_disagreements_total", **CHALLENGER_V1) == differ
 
 
 def test_refresh_endpoint_needs_the_right_token_and_changes_nothing_without(
