@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import nox
@@ -24,7 +23,6 @@ sys.path.insert(0, str(ROOT / "src"))  # the operations package, from the Python
 from churn_ops import (
     artifacts,
     devenv,
-    dotenv,
     images,
     k8s,
     lifecycle,
@@ -34,45 +32,17 @@ from churn_ops import (
     swarm,
     training,
 )
+from churn_ops import menu as ops_menu
 from churn_ops import publish as publishing
-from churn_ops.shell import OpsError, ensure_tool
+from churn_ops.shell import ensure_tool
 from churn_ops.stack import Stack, require_docker
 
 nox.options.sessions = ["lint", "tests"]
 
 
-def menu(name: str | None = None) -> Callable[[Callable[[nox.Session], None]], object]:
-    """Register a session: the repo's .env applied first, OpsError shown as the session's error.
-
-    Every session runs without a virtualenv of its own; those that need Python tools call
-    `dev(session)`, which puts the shared environment first on PATH.
-    """
-
-    def register(func: Callable[[nox.Session], None]) -> object:
-        @functools.wraps(func)
-        def wrapper(session: nox.Session) -> None:
-            dotenv.apply(ROOT / ".env")
-            try:
-                func(session)
-            except OpsError as exc:
-                session.error(str(exc))
-
-        return nox.session(wrapper, name=name, venv_backend="none")
-
-    return register
-
-
-def dev(session: nox.Session) -> None:
-    """Use the shared development environment (made or updated from requirements/dev.lock)."""
-    devenv.activate(session, ROOT)
-    # MLflow's usage telemetry stays off in training runs, the bench and the tests unless the
-    # user opts in with MLFLOW_DISABLE_TELEMETRY=false (README, settings).
-    session.env["MLFLOW_DISABLE_TELEMETRY"] = os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")
-
-
-def pytest(session: nox.Session, *args: str, **env: str) -> None:
-    """Run pytest in the shared environment (no cache folder: suites run against a stack)."""
-    session.run("pytest", "-p", "no:cacheprovider", *args, external=True, env=env)
+menu = ops_menu.menu_for(ROOT)
+dev = functools.partial(ops_menu.use_dev_env, root=ROOT)
+pytest = ops_menu.run_pytest
 
 
 @menu()
