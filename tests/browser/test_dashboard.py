@@ -31,13 +31,14 @@ def prometheus_url() -> str:
 
 
 def _wait_for_scrape(http: requests.Session, prometheus_url: str) -> None:
-    """Wait until Prometheus holds predictions of both versions and their recorded rate.
+    """Wait until Prometheus holds predictions of both versions and a recorded rate.
 
-    A rate needs two scrapes after the predictions and then a rule evaluation (15 s each),
-    so the page's "Prediction requests" row has a value only then (bounded: 150 s).
+    A rate needs two scrapes of the counter and then a rule evaluation (15 s each), so the
+    page's "Prediction requests" row has a value (0 or more per second) only then (bounded:
+    150 s).
     """
     deadline = time.monotonic() + 150
-    queries = ("count(churn_api_predictions_total) >= 2", "churn:predict_requests:rate5m > 0")
+    queries = ("count(churn_api_predictions_total) >= 2", "churn:predict_requests:rate5m")
     while time.monotonic() < deadline:
         answers = [
             http.get(f"{prometheus_url}/api/v1/query", params={"query": q}, timeout=5)
