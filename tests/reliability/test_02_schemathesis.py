@@ -44,6 +44,9 @@ def test_schemathesis_finds_no_issue(stack: Stack, tmp_path: Path) -> None:
         "--checks", "all", "--workers", "1", "--max-examples", str(examples),
         "--seed", str(seed), "--request-timeout", "30", "--no-color",
         "--generation-database", "none", "--report", "junit", "--report-dir", str(tmp_path),
+        # 404 unless CHURN_MODEL_SOURCE=registry (this stack serves the baked models): its
+        # token and answers are tested in tests/unit/lifecycle.
+        "--exclude-path", "/registry/refresh",
     ]  # fmt: skip
     started = time.monotonic()
     run = subprocess.run(
