@@ -113,7 +113,7 @@ def test_post_create_as_root_installs_everything_then_nox_lists_the_sessions(
         "bash .devcontainer/post-create.sh; "
         'echo "=== new shell"; '
         # A new login shell, as a terminal the user opens afterwards.
-        'bash -lc \'nox -l && .nox/tests/bin/python -c "import churn, pytest, mlflow, dvc" '
+        'bash -lc \'nox -l && .nox/dev/bin/python -c "import churn, pytest, mlflow, dvc" '
         "&& chromium --version && chromedriver --version'"
     )
     done, elapsed = _run_in_fresh_container(
