@@ -126,8 +126,9 @@ def up(session: nox.Session) -> None:
         monitoring.ensure_image(session, ROOT)
         stack.extra_files.append(monitoring.override_file(ROOT))
     lifecycle.bring_up(session, stack, args)
+    for service in ["lb"] * ("--scale" in args) + ["prometheus"] * with_prometheus:
+        stack.wait_service(service)  # the balancer and Prometheus, as the overrides add them
     if with_prometheus:
-        monitoring.wait_healthy(stack)
         session.log(f"  {'Dashboard':10} {monitoring.dashboard_url()}")
 
 

@@ -8,13 +8,12 @@ and the console dashboard live in docker/prometheus/ (docs/monitoring.md).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from churn_ops import images
 from churn_ops.shell import OpsError, Session, ensure_tool
-from churn_ops.stack import REPO_ROOT, Stack, health_of
+from churn_ops.stack import REPO_ROOT
 
 OVERRIDE = Path("docker") / "docker-compose.monitoring.yml"
 IMAGE = "churn-prometheus"
@@ -53,24 +52,6 @@ def ensure_image(session: Session, root: Path = REPO_ROOT) -> None:
     }
     command = images.build_command(IMAGE, [ref], args, [], root, "docker/Dockerfile.prometheus")
     session.run(*command, external=True, env=images.buildkit_env())
-
-
-def wait_healthy(stack: Stack, timeout: float = 120) -> None:
-    """Wait until the stack's Prometheus container is healthy.
-
-    Raises:
-        OpsError: it exited, or did not get healthy in time.
-
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        (state,) = health_of(stack.container("prometheus"))
-        if state == "healthy":
-            return
-        if state in ("exited", "dead") or time.monotonic() > deadline:
-            logs = stack.run("logs", "--tail", "40", "prometheus", timeout=60).stdout[-3000:]
-            raise OpsError(f"Prometheus did not become healthy ({state}):\n{logs}")
-        time.sleep(1)
 
 
 def test_rules(session: Session) -> None:

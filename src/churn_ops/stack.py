@@ -313,6 +313,23 @@ class Stack:
             time.sleep(every)
         raise StackNotHealthy(f"stack not healthy within {timeout:.0f} s: {states}", states)
 
+    def wait_service(self, service: str, timeout: float = 120) -> None:
+        """Wait until one more service of an override (lb, prometheus) is healthy.
+
+        Raises:
+            OpsError: it exited, or did not get healthy in time (with its last log lines).
+
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            (state,) = health_of(self.container(service))
+            if state == "healthy":
+                return
+            if state in ("exited", "dead") or time.monotonic() > deadline:
+                logs = self.run("logs", "--tail", "40", service, timeout=60).stdout[-3000:]
+                raise OpsError(f"{service} did not become healthy ({state}):\n{logs}")
+            time.sleep(1)
+
     def up(
         self, timeout: float = 300, give_up_on: Sequence[str] = ("unhealthy", "exited", "dead")
     ) -> float:
