@@ -36,12 +36,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from churn.schema import FEATURE_COLUMNS
 from churn.serving.features import CompiledPreprocessor, Record
+
+if TYPE_CHECKING:  # scorers imports nothing of this module; the import is for the annotation
+    from churn.serving.scorers import LinearScorer
 
 __all__ = [
     "Explainer",
@@ -120,28 +123,14 @@ class _Placement:
 class LinearExplainer:
     """Exact log-odds contributions of a binary logistic regression on the preprocessor."""
 
-    def __init__(
-        self,
-        coef: np.ndarray,
-        intercept: float,
-        preprocessor: CompiledPreprocessor,
-        positive_column: int,
-    ) -> None:
-        pre = self.pre = preprocessor
-        sign = _sign(positive_column)
-        coef = np.asarray(coef, dtype=np.float64).ravel() * sign
-        if coef.shape != (pre.n_features,):
-            raise ValueError(f"{coef.size} weights for {pre.n_features} preprocessor columns")
-        k = len(pre.numeric_columns)
-        self.numeric_weights = coef[:k]
-        # One weight per (column, code); the extra "unknown" code weighs 0.
-        tables = [
-            np.append(coef[start : start + len(cats)], 0.0)
-            for start, cats in zip(pre.offsets.tolist(), pre.categories, strict=True)
-        ]
-        self.code_weights = np.concatenate(tables)
-        self.code_offsets = np.cumsum([0] + [len(t) for t in tables])[:-1].astype(np.intp)
-        self.base_value = float(intercept) * sign
+    def __init__(self, scorer: LinearScorer) -> None:
+        pre = self.pre = scorer.pre
+        sign = _sign(scorer.positive_column)
+        # The scorer's weights, already folded per column and code, turned towards churn.
+        self.numeric_weights = scorer.numeric_weights * sign
+        self.code_weights = scorer.code_weights * sign
+        self.code_offsets = scorer.code_offsets
+        self.base_value = scorer.intercept * sign
         self._place = _Placement.of(pre)
 
     def contributions(self, records: Sequence[Record]) -> np.ndarray:
@@ -299,7 +288,7 @@ def explainer_for(scorer: object) -> Explainer | None:
     from churn.serving.scorers import LinearScorer, TreeEnsembleScorer
 
     if isinstance(scorer, LinearScorer):
-        return LinearExplainer(scorer.coef, scorer.intercept, scorer.pre, scorer.positive_column)
+        return LinearExplainer(scorer)
     if isinstance(scorer, TreeEnsembleScorer):
         if any(nodes["count"][0] <= 0 for nodes in scorer.trees):
             return None  # a model file without node counts (covers)

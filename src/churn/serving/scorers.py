@@ -90,7 +90,6 @@ class LinearScorer:
         self.pre = pre
         self.positive_column = positive_column
         self.intercept = float(intercept)
-        self.coef = np.asarray(coef, dtype=np.float64)  # kept for `churn.serving.explain`
         k = len(pre.numeric_columns)
         self.numeric_weights = np.asarray(coef[:k], dtype=np.float64)
         # One weight per (column, code); the extra "unknown" code weighs 0 (no indicator set).
