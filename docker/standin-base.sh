@@ -42,13 +42,24 @@ work=$(mktemp -d /tmp/churn-standin.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 rootfs="$work/rootfs"
 
-echo "standin-base: debootstrap $suite from $mirror (about a minute)"
-debootstrap --variant=minbase \
-  --include=python3,python3-venv,ca-certificates,libgomp1 \
-  "$suite" "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
-  tail -n 30 "$work/debootstrap.log" >&2
-  exit 1
-}
+# A mirror sometimes drops one download ("Couldn't download packages"): try again from scratch,
+# a few times, before giving up with the log's tail.
+attempts=${STANDIN_ATTEMPTS:-3}
+for attempt in $(seq 1 "$attempts"); do
+  echo "standin-base: debootstrap $suite from $mirror (about a minute; attempt $attempt of $attempts)"
+  rm -rf "$rootfs"
+  if debootstrap --variant=minbase \
+    --include=python3,python3-venv,ca-certificates,libgomp1 \
+    "$suite" "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1; then
+    break
+  fi
+  tail -n 5 "$work/debootstrap.log" >&2
+  if [ "$attempt" -eq "$attempts" ]; then
+    echo "standin-base: debootstrap failed $attempts times; the log's end is above" >&2
+    exit 1
+  fi
+  sleep 5
+done
 
 # Trust what the host trusts (a TLS-intercepting proxy's CA among it).
 if [ -f "$host_ca" ]; then

@@ -42,9 +42,13 @@ def dashboard_url(environ: Mapping[str, str] | None = None) -> str:
 
 
 def ensure_image(session: Session, root: Path = REPO_ROOT) -> None:
-    """Build the Prometheus image when it is missing (never with published images)."""
+    """Build the Prometheus image (never with published images).
+
+    Built each time, not only when missing, so that a changed rule or console is what runs;
+    Docker's layer cache makes an unchanged build take seconds.
+    """
     ref = images.image_ref(IMAGE)
-    if os.environ.get("IMAGE_PREFIX") or images.image_exists(ref):
+    if os.environ.get("IMAGE_PREFIX"):
         return
     args = {
         "BASE_IMAGE": images.base_image(session, root),
