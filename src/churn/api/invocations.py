@@ -30,6 +30,7 @@ from flask import Blueprint, Request, Response
 from flask.blueprints import BlueprintSetupState
 
 from churn.api.errors import protocol_error_handlers, register_error_shape
+from churn.api.scoring import router_of, score, served_by
 from churn.api.state import request_objects
 from churn.api.tabular import TableError, check_rows, columns_to_rows
 
@@ -45,14 +46,19 @@ _CONTENT_TYPES = ("application/json", "text/csv")
 class MlflowError(Exception):
     """An error answered in MLflow's shape."""
 
-    def __init__(self, status: int, message: str, code: str = "BAD_REQUEST") -> None:
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
 
 
-def _error(status: int, message: str, code: str = "BAD_REQUEST") -> Response:
+#: MLflow's error code for a status when the error does not name one.
+_CODES = {404: "RESOURCE_DOES_NOT_EXIST", 503: "TEMPORARILY_UNAVAILABLE"}
+
+
+def _error(status: int, message: str, code: str | None = None) -> Response:
+    code = code or _CODES.get(status, "BAD_REQUEST")
     body = json.dumps({"error_code": code, "message": message})
     return Response(body, status, mimetype="application/json")
 
@@ -82,9 +88,12 @@ def ping() -> Response:
 def version() -> Response:
     """Answer the MLflow version the served models were logged with (MLflow: its own)."""
     state, _, _ = request_objects()
+    router = router_of(state)
+    serving = router.snapshot()
     text = "unknown"
-    if state.models is not None:
-        metadata = state.models.info(state.settings.default_model).metadata
+    if serving.models is not None:
+        champion, _ = router.route(serving, None, None, single=False)
+        metadata = serving.models.info(champion).metadata
         versions = metadata.get("library_versions")
         if isinstance(versions, dict) and versions.get("mlflow"):
             text = str(versions["mlflow"])
@@ -95,33 +104,23 @@ def version() -> Response:
 def invocations() -> Response:
     """Score a table of customers; answer ``{"predictions": [[P(No), P(Yes)], ...]}``."""
     state, req, ctx = request_objects()
-    served = _model(req, state.settings.model_versions, state.settings.default_model)
-    ctx.model = served
+    router = router_of(state)
+    serving = router.snapshot()
+    requested = router.requested(serving, req, ctx)
+    version, alias = router.route(serving, requested, None, single=False)
+    served_by(ctx, version, alias)
     rows = _rows(req, state.settings.max_body_bytes)
     ctx.batch_size = len(rows)
     try:
         records, _ = check_rows(state.validator, rows, state.settings.max_batch)
     except TableError as exc:
         raise MlflowError(400, exc.message) from None
-    if state.models is None:
-        raise MlflowError(503, "the models are not loaded; see /ready", "TEMPORARILY_UNAVAILABLE")
-    probabilities = state.models.predict_proba(served, records)
-    ctx.probabilities = probabilities
-    if state.drift is not None:  # the protocols' records count towards drift too
-        state.drift.observe(served, records, probabilities.tolist())
+    probabilities = score(state, serving, ctx, version, records)
     pairs = [[1.0 - p, p] for p in probabilities.tolist()]
-    return Response(json.dumps({"predictions": pairs}), mimetype="application/json")
-
-
-def _model(req: Request, versions: tuple[str, ...], default: str) -> str:
-    version = req.args.get("model", default)
-    if version not in versions:
-        raise MlflowError(
-            404,
-            f"unknown model version {version[:40]!r}; available: {', '.join(versions)}",
-            "RESOURCE_DOES_NOT_EXIST",
-        )
-    return version
+    response = Response(json.dumps({"predictions": pairs}), mimetype="application/json")
+    return router.answered(
+        serving, version, alias, records, probabilities, response, routed=requested is None
+    )
 
 
 def _rows(req: Request, max_bytes: int) -> list[Any]:

@@ -166,6 +166,11 @@ def protocol_schemas(max_batch: int) -> dict[str, Any]:
                 "model_name": _TEXT,
                 "model_version": _TEXT,
                 "id": _TEXT,
+                "parameters": {
+                    "type": "object",
+                    "description": "alias: the registry alias of the version that answered",
+                    "properties": {"alias": _TEXT},
+                },
                 "outputs": {
                     "type": "array",
                     "items": {

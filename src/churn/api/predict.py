@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from flask import Blueprint, Response, jsonify
-from flask.ctx import _AppCtxGlobals
 
 from churn.api.errors import ApiError
 from churn.api.explanations import explain, explanation_items, wants_explanation
-from churn.api.routing import Router
-from churn.api.state import ApiState, request_objects
+from churn.api.scoring import router_of, score, served_by
+from churn.api.state import request_objects
 from churn.api.validation import read_json_body, summarize
-from churn.registry import ServingSet
 from churn.schema import ID_COLUMN
 
 __all__ = ["bp"]
@@ -21,43 +18,11 @@ __all__ = ["bp"]
 bp = Blueprint("predict", __name__)
 
 
-def _router(state: ApiState) -> Router:
-    """Return the app's router (`create_app` installs it)."""
-    assert state.router is not None  # noqa: S101 - installed by create_app
-    return state.router
-
-
-def _score(
-    state: ApiState,
-    serving: ServingSet,
-    ctx: _AppCtxGlobals,
-    version: str,
-    records: list[dict[str, object]],
-) -> np.ndarray:
-    """Return the churn probabilities of validated records, or raise 503 without models."""
-    if serving.models is None:
-        raise ApiError(
-            503,
-            "models_unavailable",
-            "the models are not loaded; see /ready for the reason",
-        )
-    probabilities = serving.models.predict_proba(version, records)
-    ctx.probabilities = probabilities
-    if state.drift is not None:  # counts into bins only; the records are not kept
-        state.drift.observe(version, records, probabilities.tolist())
-    return probabilities
-
-
-def _served_by(ctx: _AppCtxGlobals, version: str, alias: str | None) -> None:
-    ctx.model = version
-    ctx.model_label = f"{version}.{alias}" if alias else version
-
-
 @bp.post("/predict")
 def predict_one() -> Response:
     """Score one customer object."""
     state, req, ctx = request_objects()
-    router = _router(state)
+    router = router_of(state)
     serving = router.snapshot()
     requested = router.requested(serving, req, ctx)
     explaining = wants_explanation(req.args)
@@ -68,8 +33,8 @@ def predict_one() -> Response:
         message, details = summarize(problems, "the customer")
         raise ApiError(422, "validation_error", message, details)
     version, alias = router.route(serving, requested, customer_id, single=True)
-    _served_by(ctx, version, alias)
-    probabilities = _score(state, serving, ctx, version, [record])  # type: ignore[list-item]
+    served_by(ctx, version, alias)
+    probabilities = score(state, serving, ctx, version, [record])  # type: ignore[list-item]
     probability = float(probabilities[0])
     answer: dict[str, Any] = {
         "model": version,
@@ -81,7 +46,7 @@ def predict_one() -> Response:
     if customer_id is not None:
         answer[ID_COLUMN] = customer_id
     if explaining:
-        assert serving.models is not None  # noqa: S101 - _score raised 503 otherwise
+        assert serving.models is not None  # noqa: S101 - score raised 503 otherwise
         answer["explanation"] = explanation_items(explain(serving.models, version, [record]))[0]
     return router.answered(
         serving,
@@ -98,7 +63,7 @@ def predict_one() -> Response:
 def predict_batch() -> Response:
     """Score ``{"instances": [customer, ...]}``, answering in input order."""
     state, req, ctx = request_objects()
-    router = _router(state)
+    router = router_of(state)
     serving = router.snapshot()
     requested = router.requested(serving, req, ctx)
     explaining = wants_explanation(req.args)
@@ -110,8 +75,8 @@ def predict_batch() -> Response:
         message, details = summarize(problems, f"the batch of {len(instances)} instances")
         raise ApiError(422, "validation_error", message, details)
     version, alias = router.route(serving, requested, None, single=False)
-    _served_by(ctx, version, alias)
-    probabilities = _score(state, serving, ctx, version, records)
+    served_by(ctx, version, alias)
+    probabilities = score(state, serving, ctx, version, records)
     threshold = state.settings.threshold
     predictions: list[dict[str, Any]] = []
     for probability, customer_id in zip(probabilities.tolist(), ids, strict=True):
@@ -120,7 +85,7 @@ def predict_batch() -> Response:
             item[ID_COLUMN] = customer_id
         predictions.append(item)
     if explaining:
-        assert serving.models is not None  # noqa: S101 - _score raised 503 otherwise
+        assert serving.models is not None  # noqa: S101 - score raised 503 otherwise
         for item, why in zip(
             predictions, explanation_items(explain(serving.models, version, records)), strict=True
         ):

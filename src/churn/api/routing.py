@@ -157,18 +157,27 @@ class Router:
 
     # -- choosing ----------------------------------------------------------------------------
 
+    def available(self, serving: ServingSet) -> tuple[str, ...]:
+        """Return the versions ``serving`` can answer with (the configured ones before loading)."""
+        if serving.models is not None:
+            return tuple(serving.models.versions)
+        return tuple(self._state.settings.model_versions)
+
     def requested(self, serving: ServingSet, req: Request, ctx: _AppCtxGlobals) -> str | None:
         """Return the version ``?model=`` names (None when absent), or raise 404."""
-        version = req.args.get("model")
+        return self.named(serving, req.args.get("model"), ctx)
+
+    def named(self, serving: ServingSet, version: str | None, ctx: _AppCtxGlobals) -> str | None:
+        """Return ``version`` when ``serving`` serves it (None stays None), or raise 404.
+
+        ``ctx.model`` is set at once (to the champion for None), so that even a request
+        refused later is counted under the version it asked for.
+        """
         if version is None:
             ctx.model = serving.aliases.get(CHAMPION, self._state.settings.default_model)
             return None
         ctx.model = version
-        available = (
-            serving.models.versions
-            if serving.models is not None
-            else self._state.settings.model_versions
-        )
+        available = self.available(serving)
         if version not in available:
             listing = ", ".join(available) or "none loaded"
             shown = version if len(version) <= 40 else version[:40] + "..."

@@ -32,8 +32,10 @@ from flask.blueprints import BlueprintSetupState
 import churn
 from churn.api.errors import ApiError, protocol_error_handlers, register_error_shape
 from churn.api.explanations import explain, wants_explanation
+from churn.api.scoring import router_of, score, served_by
 from churn.api.state import ApiState, request_objects
 from churn.api.tabular import TableError, check_rows
+from churn.registry import ServingSet
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS, NUMERIC
 
 __all__ = ["MODEL_NAME", "bp", "model_metadata"]
@@ -129,20 +131,30 @@ def ready() -> Response:
     return Response(b"", 200 if state.models is not None else 400)
 
 
-def _version(state: ApiState, name: str, version: str | None) -> str:
-    """Return the served version asked for, or raise 404 for an unknown model or version."""
+def _version(state: ApiState, name: str, version: str | None) -> tuple[ServingSet, str, str | None]:
+    """Return the served set, the version asked for (else the champion) and its alias.
+
+    Raises:
+        V2Error: 404 for a model other than ``churn`` or a version not served.
+
+    """
     if name != MODEL_NAME:
         raise V2Error(404, f"unknown model {name[:40]!r}; served: {MODEL_NAME!r}")
-    if version is None:
-        return state.settings.default_model
-    available = state.settings.model_versions
-    if version not in available:
+    router = router_of(state)
+    serving = router.snapshot()
+    available = router.available(serving)
+    if version is not None and version not in available:
         raise V2Error(
             404,
             f"unknown version {version[:40]!r} of model {MODEL_NAME!r}; "
             f"available: {', '.join(available)}",
         )
-    return version
+    served, alias = router.route(serving, version, None, single=False)
+    return serving, served, alias
+
+
+def _loaded(serving: ServingSet, version: str) -> bool:
+    return serving.models is not None and version in serving.models.versions
 
 
 def model_metadata(versions: list[str]) -> dict[str, Any]:
@@ -163,8 +175,8 @@ def model_metadata(versions: list[str]) -> dict[str, Any]:
 def metadata(name: str) -> Response:
     """Model metadata: every served version."""
     state, _, _ = request_objects()
-    _version(state, name, None)
-    document = model_metadata(list(state.settings.model_versions))
+    serving, _, _ = _version(state, name, None)
+    document = model_metadata(list(router_of(state).available(serving)))
     return Response(json.dumps(document), mimetype="application/json")
 
 
@@ -172,7 +184,8 @@ def metadata(name: str) -> Response:
 def version_metadata(name: str, version: str) -> Response:
     """Model metadata of one version."""
     state, _, _ = request_objects()
-    document = model_metadata([_version(state, name, version)])
+    _, served, _ = _version(state, name, version)
+    document = model_metadata([served])
     return Response(json.dumps(document), mimetype="application/json")
 
 
@@ -180,16 +193,16 @@ def version_metadata(name: str, version: str) -> Response:
 def model_ready(name: str) -> Response:
     """200 when the default version is loaded, 400 otherwise."""
     state, _, _ = request_objects()
-    _version(state, name, None)
-    return Response(b"", 200 if state.models is not None else 400)
+    serving, served, _ = _version(state, name, None)
+    return Response(b"", 200 if _loaded(serving, served) else 400)
 
 
 @bp.get("/models/<name>/versions/<version>/ready")
 def version_ready(name: str, version: str) -> Response:
     """200 when that version is loaded, 400 otherwise."""
     state, _, _ = request_objects()
-    _version(state, name, version)
-    return Response(b"", 200 if state.models is not None else 400)
+    serving, served, _ = _version(state, name, version)
+    return Response(b"", 200 if _loaded(serving, served) else 400)
 
 
 # -- inference ----------------------------------------------------------------------------
@@ -209,8 +222,8 @@ def infer_version(name: str, version: str) -> Response:
 
 def _infer(name: str, version: str | None) -> Response:
     state, req, ctx = request_objects()
-    served = _version(state, name, version)
-    ctx.model = served
+    serving, served, alias = _version(state, name, version)
+    served_by(ctx, served, alias)
     request, binary = _read_request(req, state.settings.max_body_bytes)
     parameters = _object(request.get("parameters", {}), "parameters")
     request_id = request.get("id")
@@ -223,19 +236,15 @@ def _infer(name: str, version: str | None) -> Response:
         records, _ = check_rows(state.validator, rows, state.settings.max_batch)
     except TableError as exc:
         raise V2Error(400, exc.message) from None
-    if state.models is None:
-        raise V2Error(503, "the models are not loaded; see /v2/health/ready")
-    probabilities = state.models.predict_proba(served, records)
-    ctx.probabilities = probabilities
-    if state.drift is not None:  # the protocols' records count towards drift too
-        state.drift.observe(served, records, probabilities.tolist())
+    probabilities = score(state, serving, ctx, served, records)
     values: dict[str, np.ndarray] = {
         "churn_probability": probabilities,
         "churn": probabilities >= state.settings.threshold,
     }
     if any(o in _EXPLAIN_OUTPUTS for o, _ in outputs):
+        assert serving.models is not None  # noqa: S101 - score raised 503 otherwise
         try:
-            explanation = explain(state.models, served, records)
+            explanation = explain(serving.models, served, records)
         except ApiError as exc:
             raise V2Error(400, exc.message) from None
         values["contributions"] = explanation.contributions
@@ -243,6 +252,8 @@ def _infer(name: str, version: str | None) -> Response:
     answer: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": served}
     if request_id is not None:
         answer["id"] = request_id
+    if alias is not None:
+        answer["parameters"] = {"alias": alias}
     tensors: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for output, as_binary in outputs:
@@ -258,11 +269,14 @@ def _infer(name: str, version: str | None) -> Response:
         tensors.append(tensor)
     answer["outputs"] = tensors
     header = json.dumps(answer).encode()
-    if not chunks:
-        return Response(header, mimetype="application/json")
-    response = Response(b"".join([header, *chunks]), mimetype="application/octet-stream")
-    response.headers[HEADER_LENGTH] = str(len(header))
-    return response
+    if chunks:
+        response = Response(b"".join([header, *chunks]), mimetype="application/octet-stream")
+        response.headers[HEADER_LENGTH] = str(len(header))
+    else:
+        response = Response(header, mimetype="application/json")
+    return router_of(state).answered(
+        serving, served, alias, records, probabilities, response, routed=version is None
+    )
 
 
 def _object(value: object, what: str) -> dict[str, Any]:

@@ -266,3 +266,42 @@ def test_bad_lifecycle_settings_fail_fast_naming_the_variable(
 ) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
         load_api_settings(env=env, yaml_path=None)
+
+
+def test_the_protocols_follow_the_champion_and_say_which_version_and_alias_served(
+    make_app: Callable[..., Flask], registered: Registered, customer: dict[str, object]
+) -> None:
+    """``/v2/.../infer`` and ``/invocations`` take the same path as ``/predict``: the champion
+    by default (not the configured default version), labelled in headers and metrics."""
+    from churn.api.v2 import INPUT_TYPES
+
+    promote(registered.client, "v1", name=registered.name)
+    app = make_app()
+    client = app.test_client()
+    inputs = [
+        {"name": c, "datatype": kind, "shape": [1], "data": [customer[c]]}
+        for c, kind in INPUT_TYPES.items()
+    ]
+
+    def served() -> list[tuple[str, str, str]]:
+        v2 = client.post("/v2/models/churn/infer", json={"inputs": inputs})
+        assert v2.status_code == 200, v2.get_data(as_text=True)
+        assert v2.get_json()["parameters"] == {"alias": "champion"}
+        mlflow = client.post("/invocations", json={"dataframe_records": [customer]})
+        assert mlflow.status_code == 200, mlflow.get_data(as_text=True)
+        return [
+            (v2.get_json()["model_version"], v2.headers[VERSION_HEADER], v2.headers[ALIAS_HEADER]),
+            ("-", mlflow.headers[VERSION_HEADER], mlflow.headers[ALIAS_HEADER]),
+        ]
+
+    assert served() == [("v1", "v1", "champion"), ("-", "v1", "champion")]
+    promote(registered.client, "v2", name=registered.name)
+    assert _watcher(app).poll_once() is True
+    assert served() == [("v2", "v2", "champion"), ("-", "v2", "champion")]
+    # Only the aliased versions are served: v1 went with its alias, v2 is ready.
+    assert client.get("/v2/models/churn/versions/v2/ready").status_code == 200
+    gone = client.post("/v2/models/churn/versions/v1/infer", json={"inputs": inputs})
+    assert gone.status_code == 404 and "unknown version 'v1'" in gone.get_json()["error"]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert _sample(metrics, "churn_api_served_total", alias="champion", version="v1") == 2
+    assert _sample(metrics, "churn_api_served_total", alias="champion", version="v2") == 2
