@@ -191,10 +191,26 @@ def _show_runs(
     screenshot: Screenshot,
     name: str,
 ) -> None:
-    """Open the experiment's runs table and wait until every run name is a link in it."""
-    driver.get(f"{base_url}/#/experiments/{exp_id}/runs")
+    """Open the experiment's runs table and wait until every run name is a link in it.
+
+    The experiment page picks its opening tab by itself once it has loaded (overview, runs or
+    traces, by what the experiment holds) and may move there after this navigation: whenever
+    the address has left the runs table, go back to it. A table that has not listed the runs
+    after 30 s is loaded again once, as a person would reload it.
+    """
+    runs_url = f"{base_url}/#/experiments/{exp_id}/runs"
+    driver.get(runs_url)
+    started = time.monotonic()
+    reloaded = False
 
     def listed(d: WebDriver) -> bool:
+        nonlocal reloaded
+        route = urlsplit(d.current_url).fragment.split("?")[0].rstrip("/")
+        if route != f"/experiments/{exp_id}/runs":
+            d.get(runs_url)
+        elif not reloaded and time.monotonic() - started > 30:
+            reloaded = True
+            d.refresh()
         links = d.find_elements(By.XPATH, "//a[contains(@href, '/runs/')]")
         return set(run_names) <= {a.text.strip() for a in links}
 
@@ -202,7 +218,11 @@ def _show_runs(
         _wait(driver, 60).until(listed)
     except TimeoutException:
         shot = screenshot(driver, f"{name}-missing")
-        pytest.fail(f"runs {run_names} are not all links in the runs table (see {shot})")
+        seen = driver.find_element(By.TAG_NAME, "body").text[:600].replace("\n", " | ")
+        pytest.fail(
+            f"runs {run_names} are not all links in the runs table at {driver.current_url} "
+            f"(see {shot}); the page reads: {seen}"
+        )
     time.sleep(0.5)  # let the table finish painting before the screenshot
     screenshot(driver, name)
 
