@@ -109,7 +109,7 @@ def serve(session: nox.Session) -> None:
 
 @menu()
 def build(session: nox.Session) -> None:
-    """Make sure the artifacts are there (pull, else reproduce), then build both images."""
+    """Make sure the artifacts are there, then build both images (`-- --all`: every image)."""
     require_docker()
     dev(session)
     artifacts.ensure(session)
@@ -122,6 +122,7 @@ def up(session: nox.Session) -> None:
     require_docker()
     args, with_prometheus = monitoring.split_flag(list(session.posargs))
     stack, args = swarm.replicated(Stack.from_environment(ROOT), args)
+    images.ensure_images(session, ["churn-lb"] * ("--scale" in args), ROOT)
     if with_prometheus:
         monitoring.ensure_image(session, ROOT)
         stack.extra_files.append(monitoring.override_file(ROOT))
@@ -206,6 +207,7 @@ def learn(session: nox.Session) -> None:
 def compose(session: nox.Session) -> None:
     """Container tests of the Compose files on stacks of their own (by-hand `up`, PostgreSQL)."""
     require_docker()
+    images.ensure_images(session, ["churn-postgres"], ROOT)
     dev(session)
     pytest(session, *(session.posargs or ["tests/compose"]))
 
@@ -257,6 +259,7 @@ def reliability(session: nox.Session) -> None:
 @menu()
 def deploy(session: nox.Session) -> None:
     """Deploy the stack to Docker Swarm (`-- --replicas N`, default 2), behind a load balancer."""
+    images.ensure_images(session, ["churn-lb", "churn-postgres"], ROOT)
     swarm.deploy_session(session, ROOT, list(session.posargs))
 
 
@@ -270,6 +273,7 @@ def undeploy(session: nox.Session) -> None:
 def swarm_tests(session: nox.Session) -> None:
     """Swarm suite: rolling update and a killed replica under wrk load, throughput of 1 and 2."""
     suites.require_wrk(session)
+    images.ensure_images(session, ["churn-lb", "churn-postgres"], ROOT)
     dev(session)
     pytest(session, "-rs", "-s", *(session.posargs or ["tests/swarm"]))
 

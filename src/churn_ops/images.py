@@ -18,11 +18,14 @@ API_IMAGE = "churn-prediction-api"
 MLFLOW_IMAGE = "churn-mlflow"
 #: Each image's Dockerfile, relative to the repo root (the build context); MLflow first.
 DOCKERFILES = {MLFLOW_IMAGE: "docker/Dockerfile.mlflow", API_IMAGE: "docker/Dockerfile.mlapp"}
-#: Built too, for replicated stacks (`up -- --replicas`, `deploy`), not published by default:
-#: the load balancer, and MLflow's PostgreSQL where its Dockerfile is in the tree.
-REPLICA_DOCKERFILES = {
+#: Built on demand by the sessions that run them (`ensure_images`), not by `nox -s build`, so
+#: that the main job builds only what its stack runs; not published by default: the load
+#: balancer (`up -- --replicas`, `deploy`), MLflow's PostgreSQL (the Compose and Swarm
+#: suites, `deploy`) and Prometheus (`up -- --monitoring`).
+EXTRA_DOCKERFILES = {
     "churn-lb": "docker/Dockerfile.lb",
     "churn-postgres": "docker/Dockerfile.postgres",
+    "churn-prometheus": "docker/Dockerfile.prometheus",
 }
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
 STANDIN_BASE_IMAGE = "churn-standin-python:3.11-bookworm"
@@ -143,7 +146,7 @@ def build_command(
     dockerfile: str | None = None,
 ) -> list[str]:
     """Return the `docker build` command line of one image (context: the repo root)."""
-    known = {**DOCKERFILES, **REPLICA_DOCKERFILES}
+    known = {**DOCKERFILES, **EXTRA_DOCKERFILES}
     cmd = ["docker", "build", "-f", str(root / (dockerfile or known[image]))]
     for tag in tags:
         cmd += ["-t", tag]
@@ -151,7 +154,32 @@ def build_command(
 
 
 def build_all(session: Session, extra: list[str], root: Path = REPO_ROOT) -> None:
-    """Build both images as `latest` and the project's version, labelled, on the chosen base."""
+    """Build both images as `latest` and the project's version, labelled, on the chosen base.
+
+    ``--all`` in ``extra`` builds the extra images (`EXTRA_DOCKERFILES`) too; the rest of
+    ``extra`` goes to every `docker build`.
+    """
+    names = list(DOCKERFILES) + list(EXTRA_DOCKERFILES) * ("--all" in extra)
+    _build(session, names, [a for a in extra if a != "--all"], root)
+
+
+def ensure_images(session: Session, names: list[str], root: Path = REPO_ROOT) -> None:
+    """Build the extra images ``names`` (`EXTRA_DOCKERFILES`) for a session that runs them.
+
+    Built each time, not only when missing, so that a changed Dockerfile or file is what runs;
+    the layer cache makes an unchanged build take seconds. Nothing is built when IMAGE_PREFIX
+    says published images run.
+    """
+    if not names or os.environ.get("IMAGE_PREFIX"):
+        return
+    unknown = sorted(set(names) - set(EXTRA_DOCKERFILES))
+    if unknown:
+        raise OpsError(f"not an extra image: {', '.join(unknown)}")
+    _build(session, names, [], root)
+
+
+def _build(session: Session, names: list[str], extra: list[str], root: Path) -> None:
+    """Build ``names`` as `latest` (or IMAGE_TAG) and the project's version, on the base."""
     base = base_image(session, root)
     version = project_version(root)
     args = {"BASE_IMAGE": base, **build_args(version, git_revision(root))}
@@ -159,12 +187,14 @@ def build_all(session: Session, extra: list[str], root: Path = REPO_ROOT) -> Non
     if env and os.environ.get("DOCKER_BUILDKIT") == "1":
         session.log("buildx is not installed: building with the classic builder")
     tag = os.environ.get("IMAGE_TAG") or "latest"
-    model_labels = [f"--label={k}={v}" for k, v in model_artifact_labels(root).items()]
-    extras = [i for i, path in REPLICA_DOCKERFILES.items() if (root / path).is_file()]
-    for image in [*DOCKERFILES, *extras]:
+    for image in names:
         started = time.monotonic()
         tags = [f"{image}:{tag}"] + ([f"{image}:{version}"] if tag == "latest" else [])
-        labels = model_labels if image == API_IMAGE else []
+        labels = (
+            [f"--label={k}={v}" for k, v in model_artifact_labels(root).items()]
+            if image == API_IMAGE
+            else []
+        )
         command = build_command(image, tags, args, [*labels, *extra], root)
         session.run(*command, external=True, env=env)
         took = time.monotonic() - started

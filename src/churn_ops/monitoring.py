@@ -42,20 +42,8 @@ def dashboard_url(environ: Mapping[str, str] | None = None) -> str:
 
 
 def ensure_image(session: Session, root: Path = REPO_ROOT) -> None:
-    """Build the Prometheus image (never with published images).
-
-    Built each time, not only when missing, so that a changed rule or console is what runs;
-    Docker's layer cache makes an unchanged build take seconds.
-    """
-    ref = images.image_ref(IMAGE)
-    if os.environ.get("IMAGE_PREFIX"):
-        return
-    args = {
-        "BASE_IMAGE": images.base_image(session, root),
-        **images.build_args(images.project_version(root), images.git_revision(root)),
-    }
-    command = images.build_command(IMAGE, [ref], args, [], root, "docker/Dockerfile.prometheus")
-    session.run(*command, external=True, env=images.buildkit_env())
+    """Build the Prometheus image (`images.ensure_images`; never with published images)."""
+    images.ensure_images(session, [IMAGE], root)
 
 
 def test_rules(session: Session) -> None:
