@@ -6,6 +6,7 @@ the local store lacks; it runs in a session's environment, where MLflow is insta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -13,6 +14,11 @@ from pathlib import Path
 
 from churn_ops.shell import Session
 from churn_ops.stack import REPO_ROOT
+
+
+#: Where a check that found every run is remembered, with what it depends on (`_store_key`):
+#: importing MLflow and opening its store costs seconds on every `nox -s build`.
+CHECKED_STAMP = Path(".nox") / "runs-checked.json"
 
 
 def model_run_ids(root: Path = REPO_ROOT) -> list[str]:
@@ -48,6 +54,11 @@ def missing_runs(root: Path = REPO_ROOT) -> list[str]:
     db = root / "mlruns" / "mlflow.db"
     if not db.exists() or not run_ids:
         return run_ids
+    stamp = root / CHECKED_STAMP
+    key = _store_key(db, run_ids)
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(stamp.read_text(encoding="utf-8")) == key:
+            return []
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -61,7 +72,21 @@ def missing_runs(root: Path = REPO_ROOT) -> list[str]:
             client.get_run(run_id)
         except MlflowException:
             missing.append(run_id)
+    if not missing:
+        with contextlib.suppress(OSError):
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(json.dumps(key), encoding="utf-8")
     return missing
+
+
+def _store_key(db: Path, run_ids: list[str]) -> dict[str, object]:
+    """What a positive check depends on: the run ids, and which store file (not its contents).
+
+    A store deleted and made again (`nox -s down -- --volumes`, a fresh clone) is another
+    file (another inode); a run is never removed from a store by the project's own commands.
+    """
+    info = db.stat()
+    return {"run_ids": run_ids, "store": [info.st_dev, info.st_ino]}
 
 
 def dvc_up_to_date(session: Session) -> bool:
@@ -80,8 +105,10 @@ def ensure(session: Session) -> None:
     another machine or clone) are retrained, so that the provenance the API reports (`/models`)
     points at runs the stack's MLflow server really has.
     """
-    # A pull from an empty or unreachable remote fails; `dvc status` then tells what is missing.
-    session.run("dvc", "pull", "--quiet", success_codes=[0, 1])
+    # Up to date: nothing to pull. Else a pull from an empty or unreachable remote fails, and
+    # `dvc status` then tells what is still missing.
+    if not dvc_up_to_date(session):
+        session.run("dvc", "pull", "--quiet", success_codes=[0, 1])
     if not dvc_up_to_date(session):
         session.log(
             "The DVC remote could not serve the artifacts (empty or unreachable): "
