@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from benchmarks import run
 from benchmarks.report import TARGETS
@@ -62,3 +64,23 @@ def _record() -> dict[str, object]:
     from churn.api.openapi import EXAMPLE_CUSTOMER
 
     return dict(EXAMPLE_CUSTOMER)
+
+
+def test_bentoml_is_not_measured_with_the_reason_when_its_venv_cannot_be_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import bento_serve
+
+    from .conftest import write_pickles
+
+    write_pickles(tmp_path)
+
+    def offline(root: Path, log_file: Path) -> bento_serve.BentoEnv:
+        raise bento_serve.BentoServeError("cannot install requirements/bentoml.lock (offline?)")
+
+    monkeypatch.setattr(bento_serve, "ensure_env", offline)
+    args = run._parse_args(["--root", str(tmp_path), "--only", "bentoml"])
+    scenario = next(s for s in run._scenarios([_record()]) if s.server == "bentoml")
+    entry, facts = run._bentoml_scenario(scenario, tmp_path, args, [_record()])
+    assert entry["result"] is None and "offline?" in entry["error"]
+    assert facts == {"workers": 1, "error": entry["error"]}
