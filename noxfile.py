@@ -69,7 +69,7 @@ def tests(session: nox.Session) -> None:
 
 @menu()
 def lock(session: nox.Session) -> None:
-    """Regenerate the hashed lock files (images and dev) from pyproject.toml with uv."""
+    """Regenerate the hashed lock files (images, dev, the bench's BentoML) with uv."""
     devenv.compile_locks(session, list(session.posargs))
 
 
@@ -222,7 +222,7 @@ def devcontainer(session: nox.Session) -> None:
 
 @menu()
 def bench(session: nox.Session) -> None:
-    """Benchmark the API against `mlflow models serve` with wrk; results in results/bench/."""
+    """Benchmark the API against `mlflow models serve` and BentoML with wrk (results/bench/)."""
     suites.require_wrk(session)
     dev(session)
     args = suites.bench_args(session, Stack.from_environment(ROOT), ROOT)

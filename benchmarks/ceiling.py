@@ -12,10 +12,10 @@ import contextlib
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+from benchmarks.local_server import answers
 
 __all__ = ["APP_SOURCE", "THREADS", "Ceiling", "serving"]
 
@@ -49,17 +49,9 @@ class Ceiling:
     where: str
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - 127.0.0.1 only
-            return bool(answer.status == 200)
-    except (OSError, urllib.error.URLError):
-        return False
-
-
 def _wait(url: str, alive: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while not _answers(url + "/health"):
+    while not answers(url + "/health"):
         if not alive() or time.monotonic() > deadline:
             raise RuntimeError(f"the trivial app at {url} did not answer within {timeout_s:.0f} s")
         time.sleep(0.2)

@@ -37,6 +37,7 @@ TARGETS = {
     # issue 18
     "health_over_ceiling": 0.8,  # /health >= 0.8x the trivial app's requests/s, same run
     "health_cpu_concurrent_over_one": 1.3,  # CPU/request at 16 connections <= 1.3x at 1
+    "ours_over_bentoml": 10.0,  # >= 10x the requests/s of BentoML 1.4, same pipeline
 }
 
 #: Short x-axis labels of the chart.
@@ -49,7 +50,10 @@ CHART_LABELS = {
     "batch_100": "batch x100 (v2)",
     "batch_1000": "batch x1000 (v2)",
     "mlflow_v2": "mlflow serve v2",
+    "bentoml_v2": "BentoML v2",
 }
+#: The servers the API is compared with (grey bars in the chart).
+COMPARISONS = ("mlflow", "bentoml")
 
 _SAMPLE = re.compile(
     r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)", re.M
@@ -71,14 +75,16 @@ def _rps(scenarios: Mapping[str, Mapping[str, Any]], name: str) -> float | None:
 def ratios(scenarios: Mapping[str, Mapping[str, Any]]) -> dict[str, float | None]:
     """Return the ratios of requests/s and of /health's server CPU per request.
 
-    Requests/s: predict (v1, v2) over health, ours (v2) over MLflow, health over the trivial
-    app (the ceiling). CPU: /health at the suite's connections over one at a time.
+    Requests/s: predict (v1, v2) over health, ours (v2) over MLflow and over BentoML, health
+    over the trivial app (the ceiling). CPU: /health at the suite's connections over one at a
+    time.
     """
     health = _rps(scenarios, "health")
     return {
         "predict_v1_over_health": ratio(_rps(scenarios, "predict_v1"), health),
         "predict_v2_over_health": ratio(_rps(scenarios, "predict_v2"), health),
         "ours_over_mlflow": ratio(_rps(scenarios, "predict_v2"), _rps(scenarios, "mlflow_v2")),
+        "ours_over_bentoml": ratio(_rps(scenarios, "predict_v2"), _rps(scenarios, "bentoml_v2")),
         "health_over_ceiling": ratio(health, _rps(scenarios, "ceiling")),
         "health_cpu_concurrent_over_one": ratio(
             _cpu(scenarios, "health"), _cpu(scenarios, "health_one")
@@ -123,6 +129,13 @@ def targets(
             "/predict v2 >= 5x the requests/s of `mlflow models serve` (same model)",
             computed.get("ours_over_mlflow"),
             TARGETS["ours_over_mlflow"],
+            higher=True,
+        ),
+        judge(
+            "ours_over_bentoml",
+            "/predict v2 >= 10x the requests/s of BentoML 1.4 (same pipeline, same workers)",
+            computed.get("ours_over_bentoml"),
+            TARGETS["ours_over_bentoml"],
             higher=True,
         ),
         judge(
@@ -236,7 +249,8 @@ def format_report(results: Mapping[str, Any]) -> str:
         "ratios of requests/s: predict v1 / health "
         f"{_fmt(r['predict_v1_over_health'], '.2f')}, predict v2 / health "
         f"{_fmt(r['predict_v2_over_health'], '.2f')}, ours (v2) / mlflow models serve "
-        f"{_fmt(r['ours_over_mlflow'], '.1f')}",
+        f"{_fmt(r['ours_over_mlflow'], '.1f')}, ours (v2) / BentoML "
+        f"{_fmt(r.get('ours_over_bentoml'), '.1f')}",
     ]
     batch = results.get("batch_1000_server_ms") or {}
     if batch:
@@ -248,12 +262,17 @@ def format_report(results: Mapping[str, Any]) -> str:
             f"{_fmt(batch.get('server_cpu_ms'), '.1f', ' ms')} per batch; under the wrk load "
             f"server {_fmt(batch.get('under_load_server_mean_ms'), '.1f', ' ms')} mean"
         )
-    check = results.get("same_model_check")
-    if check:
-        lines.append(
-            f"same model: API v2 {check['api_v2']:.6f}, mlflow models serve "
-            f"{check['mlflow']:.6f} (|diff| {check['abs_diff']:.1e})"
+    check = results.get("same_model_check") or {}
+    others = [
+        f"{name} {check[key]:.6f} (|diff| {check[diff]:.1e})"
+        for key, diff, name in (
+            ("mlflow", "abs_diff", "mlflow models serve"),
+            ("bentoml", "bentoml_abs_diff", "BentoML"),
         )
+        if check.get(key) is not None
+    ]
+    if others:
+        lines.append(f"same model: API v2 {check['api_v2']:.6f}, " + ", ".join(others))
     mem = results.get("memory_mib") or {}
     if mem:
         lines.append(
@@ -261,7 +280,9 @@ def format_report(results: Mapping[str, Any]) -> str:
             f"{_fmt(mem.get('api_at_rest'), '.1f', ' MiB')} at rest, "
             f"{_fmt(mem.get('api_under_load'), '.1f', ' MiB')} under load; "
             f"mlflow models serve {_fmt(mem.get('mlflow_serve_at_rest'), '.1f', ' MiB')} at rest, "
-            f"{_fmt(mem.get('mlflow_serve_under_load'), '.1f', ' MiB')} under load"
+            f"{_fmt(mem.get('mlflow_serve_under_load'), '.1f', ' MiB')} under load; "
+            f"BentoML {_fmt(mem.get('bentoml_serve_at_rest'), '.1f', ' MiB')} at rest, "
+            f"{_fmt(mem.get('bentoml_serve_under_load'), '.1f', ' MiB')} under load"
         )
     for image in (results.get("images") or {}).values():
         if image:
@@ -339,7 +360,7 @@ def write_chart(results: Mapping[str, Any], path: Path) -> None:
     rps = [s["result"]["requests_per_s"] for s in measured]
     p50 = [s["result"]["p50_ms"] for s in measured]
     p99 = [s["result"]["p99_ms"] for s in measured]
-    colors = ["#b0b0b0" if s["server"] == "mlflow" else "#2b6cb0" for s in measured]
+    colors = ["#b0b0b0" if s["server"] in COMPARISONS else "#2b6cb0" for s in measured]
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), sharex=True)
     x = list(range(len(measured)))
@@ -358,8 +379,8 @@ def write_chart(results: Mapping[str, Any], path: Path) -> None:
     load = results["load"]
     host = results["host"]
     fig.suptitle(
-        f"churn API vs mlflow models serve: wrk -t{load['threads']} -c{load['connections']} "
-        f"-d{load['duration_s']:g}s, {host['cpus']} CPUs, load avg "
+        f"churn API vs mlflow models serve and BentoML: wrk -t{load['threads']} "
+        f"-c{load['connections']} -d{load['duration_s']:g}s, {host['cpus']} CPUs, load avg "
         f"{host['load_avg_start'][0]:.2f}->{host['load_avg_end'][0]:.2f}\n{results['created']}",
         fontsize=10,
     )

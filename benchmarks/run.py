@@ -10,16 +10,23 @@
    container's memory is sampled with ``docker stats`` during the v2 and 1,000-batch loads;
 2. the server time of a 1,000-record batch, one request at a time, from the API's own
    latency metric (``/metrics``), beside the time the client saw;
-3. `mlflow models serve` on the MLflow-logged v2 model, the same wrk load on
-   ``POST /invocations`` with the same record, then stopped;
+3. the comparisons, each started, loaded with the same wrk load and the same record, then
+   stopped: `mlflow models serve` on the MLflow-logged v2 model (``POST /invocations``; built
+   from the DVC pickles when the registry lacks it), then a BentoML 1.4 Service around the
+   same v2 pickles (``POST /predict``, from a venv of its own: `benchmarks.bento_serve`), both
+   with ``--comparison-workers`` worker processes (default 1, `mlflow models serve`'s own);
 4. Docker figures (skippable): image sizes, warm (and with ``--cold-build`` cold) build times
    of both images, time from `up` to ready of a separate Compose project;
 5. the table, ``bench.json`` and ``bench.png`` in the output folder.
+
+``--only mlflow,bentoml`` runs only those parts (of ceiling, api, mlflow, bentoml, docker);
+the others are listed as not selected.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import http.client
 import json
@@ -39,7 +46,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks import ceiling, docker_facts, mlflow_serve, payloads, procstat, report
+from benchmarks import (
+    bento_serve,
+    ceiling,
+    docker_facts,
+    local_server,
+    mlflow_serve,
+    payloads,
+    pickles,
+    procstat,
+    report,
+)
 from benchmarks.wrk import WrkError, WrkResult, median_run, run_wrk
 
 __all__ = ["Scenario", "main"]
@@ -51,6 +68,8 @@ SEQUENTIAL_BATCHES = 30
 REPEATED = frozenset({"ceiling", "health", "predict_v1", "predict_v2"})
 #: Scenarios during which the API container's memory is sampled (`docker stats`).
 MEMORY_SAMPLED = ("batch_100", "batch_1000")
+#: The parts of a run `--only` can pick; scenarios belong to the part named by their server.
+PARTS = ("ceiling", "api", "mlflow", "bentoml", "docker")
 
 
 @dataclass(frozen=True)
@@ -59,7 +78,7 @@ class Scenario:
 
     name: str
     label: str
-    server: str  # "api" or "mlflow"
+    server: str  # one of PARTS but "docker"
     method: str
     path: str
     body: bytes | None
@@ -84,6 +103,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="runs of /health and single-record /predict; the median run (by p99) is reported",
     )
     parser.add_argument("--skip-mlflow", action="store_true", help="no `mlflow models serve`")
+    parser.add_argument("--skip-bentoml", action="store_true", help="no BentoML comparison")
+    parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run, of {','.join(PARTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--comparison-workers",
+        type=int,
+        default=1,
+        help="worker processes of `mlflow models serve` and of the BentoML Service (both)",
+    )
     parser.add_argument("--skip-docker", action="store_true", help="no image/build/up figures")
     parser.add_argument("--skip-builds", action="store_true", help="no build timings")
     parser.add_argument("--cold-build", action="store_true", help="also time --no-cache builds")
@@ -99,10 +130,23 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--duration must be >= 1, --threads >= 1, --connections >= --threads")
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
+    if args.comparison_workers < 1:
+        parser.error("--comparison-workers must be >= 1")
+    args.parts = _parts(args, parser)
     args.root = args.root.resolve()
     args.out = (args.out or args.root / "results" / "bench").resolve()
     args.api_url = args.api_url.rstrip("/")
     return args
+
+
+def _parts(args: argparse.Namespace, parser: argparse.ArgumentParser) -> set[str]:
+    """Return the parts to run: those of ``--only`` less the ``--skip-*`` ones."""
+    parts = {part.strip() for part in args.only.split(",") if part.strip()}
+    unknown = parts - set(PARTS)
+    if unknown or not parts:
+        parser.error(f"--only takes parts of {','.join(PARTS)}, not {args.only!r}")
+    skipped = {"mlflow": args.skip_mlflow, "bentoml": args.skip_bentoml, "docker": args.skip_docker}
+    return {part for part in parts if not skipped.get(part)}
 
 
 def _log(message: str) -> None:
@@ -221,6 +265,16 @@ def _scenarios(records: list[dict[str, object]]) -> list[Scenario]:
             "mlflow",
             "POST",
             "/invocations",
+            payloads.mlflow_body(records[:1]),
+            1,
+        ),
+        # The same body as MLflow's: the Service takes a DataFrame in records orientation.
+        Scenario(
+            "bentoml_v2",
+            "BentoML 1.4 v2 /predict",
+            "bentoml",
+            "POST",
+            bento_serve.PREDICT_PATH,
             payloads.mlflow_body(records[:1]),
             1,
         ),
@@ -415,37 +469,89 @@ def _sequential_batches(
 
 
 def _mlflow_scenario(
-    scenario: Scenario, work: Path, args: argparse.Namespace
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
-    """Serve the v2 model with MLflow, load it, stop it: (entry, serve facts, model check)."""
-    facts: dict[str, Any] = {}
+    scenario: Scenario, work: Path, args: argparse.Namespace, records: list[dict[str, object]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Serve the v2 model with MLflow, load it, stop it: (entry, serve facts)."""
+    facts: dict[str, Any] = {"workers": args.comparison_workers}
     try:
-        model = mlflow_serve.find_model(args.root, "v2")
-    except mlflow_serve.MlflowServeError as exc:
-        return _skipped(scenario, str(exc)), {"error": str(exc)}, None
-    facts.update(model_uri=model.uri, run_id=model.run_id, tracking_uri=model.tracking_uri)
+        model = mlflow_serve.comparison_model(args.root, "v2", work, records)
+    except local_server.ServerError as exc:
+        facts["error"] = str(exc)
+        return _skipped(scenario, str(exc)), facts
+    facts.update(
+        model_uri=model.uri,
+        model_source=model.source,
+        run_id=model.run_id,
+        tracking_uri=model.tracking_uri,
+    )
+    if model.tracking_uri is None:
+        _log(f"mlflow: the comparison model was {model.source}")
     _log(f"starting `mlflow models serve` for {model.uri} ...")
-    check = None
+    server = mlflow_serve.serving(
+        model, args.out / "mlflow-serve.log", workers=args.comparison_workers
+    )
+    return _serve_and_load(scenario, server, work, args, facts)
+
+
+def _bentoml_scenario(
+    scenario: Scenario, work: Path, args: argparse.Namespace, records: list[dict[str, object]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Serve the v2 pickles with BentoML, load it, stop it: (entry, serve facts)."""
+    facts: dict[str, Any] = {"workers": args.comparison_workers}
     try:
-        with mlflow_serve.serving(model, args.out / "mlflow-serve.log") as server:
+        files = pickles.find(args.root, "v2")
+        _log(f"BentoML: the venv {bento_serve.ENV_DIR} (installed from its lock if it changed) ...")
+        env = bento_serve.ensure_env(args.root, args.out / "bentoml-install.log")
+    except local_server.ServerError as exc:
+        facts["error"] = str(exc)
+        return _skipped(scenario, str(exc)), facts
+    facts.update(
+        env_dir=str(env.env_dir),
+        env_reused=env.reused,
+        service=f"{bento_serve.SERVICE_DIR.name}/{bento_serve.SERVICE}",
+        model_files=[str(files.preprocessor), str(files.model)],
+    )
+    _log(f"starting `bentoml serve` ({'reused' if env.reused else 'new'} venv) ...")
+    server = bento_serve.serving(
+        env,
+        files,
+        args.out / "bentoml-serve.log",
+        work / "bentoml-home",
+        workers=args.comparison_workers,
+    )
+    return _serve_and_load(scenario, server, work, args, facts)
+
+
+def _serve_and_load(
+    scenario: Scenario,
+    serving: contextlib.AbstractContextManager[local_server.RunningServer],
+    work: Path,
+    args: argparse.Namespace,
+    facts: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Start a comparison server, check it scores the record as the API does, load it, stop it.
+
+    Its memory is its processes' (`procstat.server_pids`), at rest and (sampled every second)
+    under the load.
+    """
+    try:
+        with serving as server:
             facts.update(
                 ready_s=round(server.ready_s, 1),
-                workers=1,
                 command=" ".join(server.command[1:]),
-                rss_at_rest_mib=mlflow_serve.group_rss_mib(server.process.pid),
+                rss_at_rest_mib=procstat.rss_mib(server.pids()),
             )
-            _log(f"mlflow models serve answered after {server.ready_s:.1f} s at {server.url}")
-            check = _same_model(args.api_url, server.url, scenario.body or b"")
-            with _Sampler(
-                lambda: mlflow_serve.group_rss_mib(server.process.pid), 1.0, args.duration / 3
-            ) as rss:
-                group = ServerProbe(lambda: procstat.group_pids(server.process.pid))
-                entry = _load(scenario, server.url, work, args, group)
+            _log(f"{scenario.server}: answered after {server.ready_s:.1f} s at {server.url}")
+            facts["same_model"] = _same_model(
+                args.api_url, server.url + scenario.path, scenario.body or b""
+            )
+            with _Sampler(lambda: procstat.rss_mib(server.pids()), 1.0, args.duration / 3) as rss:
+                entry = _load(scenario, server.url, work, args, ServerProbe(server.pids))
             facts["rss_under_load_mib"] = rss.peak
-    except mlflow_serve.MlflowServeError as exc:
+    except local_server.ServerError as exc:
         facts["error"] = str(exc)
-        return _skipped(scenario, str(exc).splitlines()[0]), facts, check
-    return entry, facts, check
+        return _skipped(scenario, str(exc).splitlines()[0]), facts
+    return entry, facts
 
 
 def _ceiling(
@@ -454,7 +560,7 @@ def _ceiling(
     """Run the ceiling scenario against the trivial app, started and stopped here."""
     image = container["image"] if container else None
     try:
-        with ceiling.serving(mlflow_serve.free_port(), image) as app:
+        with ceiling.serving(local_server.free_port(), image) as app:
             _log(f"ceiling: trivial app up ({app.where})")
             entry = _load(scenario, app.url, work, args, ServerProbe(lambda: [app.pid]))
             entry["where"] = app.where
@@ -464,20 +570,37 @@ def _ceiling(
         return _skipped(scenario, f"not measured: {exc}")
 
 
-def _same_model(api_url: str, mlflow_url: str, mlflow_body: bytes) -> dict[str, Any] | None:
-    """Score the benchmark record on both servers; the probabilities should be equal."""
-    record = json.loads(mlflow_body)["dataframe_records"][0]
+def _same_model(api_url: str, url: str, body: bytes) -> dict[str, float] | None:
+    """Score the benchmark record on the API and on a comparison server (MLflow's body).
+
+    The comparison answers MLflow's ``{"predictions": [[P(No), P(Yes)]]}`` or BentoML's
+    ``[P(Yes)]``; None when either does not answer 200 or its answer cannot be read.
+    """
+    record = json.loads(body)["dataframe_records"][0]
     status_a, body_a, _ = _request(api_url + "/predict?model=v2", json.dumps(record).encode())
-    status_m, body_m, _ = _request(mlflow_url + "/invocations", mlflow_body)
-    if status_a != 200 or status_m != 200:
+    status_c, body_c, _ = _request(url, body)
+    if status_a != 200 or status_c != 200:
         return None
     try:
         ours = float(json.loads(body_a)["churn_probability"])
-        predictions = json.loads(body_m)["predictions"]
-        theirs = float(predictions[0][1] if isinstance(predictions[0], list) else predictions[0])
+        answer = json.loads(body_c)
+        first = (answer["predictions"] if isinstance(answer, dict) else answer)[0]
+        theirs = float(first[1] if isinstance(first, list) else first)
     except (KeyError, IndexError, TypeError, ValueError):
         return None
-    return {"api_v2": ours, "mlflow": theirs, "abs_diff": abs(ours - theirs)}
+    return {"api_v2": ours, "theirs": theirs, "abs_diff": abs(ours - theirs)}
+
+
+def _model_check(comparisons: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Return the probabilities of the record on the API and each comparison server."""
+    check: dict[str, Any] = {}
+    for part, diff_key in (("mlflow", "abs_diff"), ("bentoml", "bentoml_abs_diff")):
+        same = (comparisons.get(part) or {}).get("same_model")
+        if same:
+            check.update(
+                {"api_v2": same["api_v2"], part: same["theirs"], diff_key: same["abs_diff"]}
+            )
+    return check or None
 
 
 def _skipped(scenario: Scenario, reason: str) -> dict[str, Any]:
@@ -582,7 +705,7 @@ def _docker(args: argparse.Namespace, results: dict[str, Any]) -> None:
     if not args.skip_up_time:
         _log(f"timing `up` to ready with a separate Compose project ({docker_facts.BENCH_PROJECT})")
         up = docker_facts.time_up_to_ready(
-            args.root, mlflow_serve.free_port(), mlflow_serve.free_port()
+            args.root, local_server.free_port(), local_server.free_port()
         )
         up["source"] = f"separate project -p {docker_facts.BENCH_PROJECT}, copy of mlruns/"
     elif args.up_seconds is not None:
@@ -590,6 +713,52 @@ def _docker(args: argparse.Namespace, results: dict[str, Any]) -> None:
     if args.started_stack and args.up_seconds is not None:
         up["nox_up_healthy_s"] = args.up_seconds
     results["up"] = up or None
+
+
+def _api_loads(
+    scenarios: list[Scenario],
+    work: Path,
+    args: argparse.Namespace,
+    probe: ServerProbe,
+    container: dict[str, Any] | None,
+    memory: dict[str, Any],
+    batch: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Load the API with each of its scenarios, then send 1,000-record batches one at a time.
+
+    Fills ``memory`` (the container's peaks) and ``batch`` (the batch's server time).
+    """
+
+    def sample() -> float | None:
+        return docker_facts.container_memory_mib(container["id"]) if container else None
+
+    entries = []
+    for scenario in scenarios:
+        # `docker stats` takes CPU of its own: memory is sampled only during the batch
+        # loads, never during the runs whose p99 and requests/s decide targets.
+        sampled = scenario.name in MEMORY_SAMPLED and container is not None
+        before = _metrics(args.api_url) if scenario.name == "batch_1000" else ""
+        with _Sampler(sample if sampled else lambda: None, 2.0, args.duration / 3) as mem:
+            entries.append(_load(scenario, args.api_url, work, args, probe))
+        if sampled:
+            memory[f"api_under_load_{scenario.name}"] = mem.peak
+        if scenario.name == "batch_1000":
+            delta = _server_delta(before, _metrics(args.api_url), "/predict/batch")
+            if delta and delta[1]:
+                batch["under_load_server_mean_ms"] = round(delta[0] / delta[1] * 1000, 2)
+    peaks = [memory.get(f"api_under_load_{n}") for n in MEMORY_SAMPLED]
+    memory["api_under_load"] = max((p for p in peaks if p is not None), default=None)
+    _log(f"{SEQUENTIAL_BATCHES} batches of 1,000 records, one at a time ...")
+    body = next(s.body for s in scenarios if s.name == "batch_1000") or b""
+    batch.update(_sequential_batches(args.api_url, body, SEQUENTIAL_BATCHES, probe))
+    return entries
+
+
+def _not_selected(part: str, args: argparse.Namespace) -> str:
+    """Why a part did not run: its ``--skip-*`` option, or ``--only``."""
+    if part in ("mlflow", "bentoml", "docker") and getattr(args, f"skip_{part}", False):
+        return f"skipped (--skip-{part})"
+    return f"not selected (--only {args.only})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -610,7 +779,9 @@ def main(argv: list[str] | None = None) -> int:
             "threads": args.threads,
             "connections": args.connections,
             "duration_s": args.duration,
+            "comparison_workers": args.comparison_workers,
         },
+        "parts": sorted(args.parts, key=PARTS.index),
         "api_url": args.api_url,
         "stack": {"started_by_bench": args.started_stack, "note": args.stack_note},
         "notes": [],
@@ -624,53 +795,43 @@ def main(argv: list[str] | None = None) -> int:
     if container:
         memory["api_at_rest"] = docker_facts.container_memory_mib(container["id"])
 
-    def sample() -> float | None:
-        return docker_facts.container_memory_mib(container["id"]) if container else None
-
     entries: list[dict[str, Any]] = []
     batch: dict[str, Any] = {}
+    comparisons: dict[str, dict[str, Any] | None] = {"mlflow": None, "bentoml": None}
     with tempfile.TemporaryDirectory(prefix="churn-bench-") as tmp:
         work = Path(tmp)
         all_scenarios = _scenarios(records)
-        by_name = {scenario.name: scenario for scenario in all_scenarios}
-        entries.append(_ceiling(by_name["ceiling"], work, args, container))
-        for scenario in all_scenarios[1:-1]:
-            # `docker stats` takes CPU of its own: memory is sampled only during the batch
-            # loads, never during the runs whose p99 and requests/s decide targets.
-            sampled = scenario.name in MEMORY_SAMPLED and container is not None
-            before = _metrics(args.api_url) if scenario.name == "batch_1000" else ""
-            with _Sampler(sample if sampled else lambda: None, 2.0, args.duration / 3) as mem:
-                entries.append(_load(scenario, args.api_url, work, args, probe))
-            if sampled:
-                memory[f"api_under_load_{scenario.name}"] = mem.peak
-            if scenario.name == "batch_1000":
-                delta = _server_delta(before, _metrics(args.api_url), "/predict/batch")
-                if delta and delta[1]:
-                    batch["under_load_server_mean_ms"] = round(delta[0] / delta[1] * 1000, 2)
-        peaks = [memory.get(f"api_under_load_{n}") for n in MEMORY_SAMPLED]
-        memory["api_under_load"] = max((p for p in peaks if p is not None), default=None)
-        _log(f"{SEQUENTIAL_BATCHES} batches of 1,000 records, one at a time ...")
-        batch.update(
-            _sequential_batches(
-                args.api_url, by_name["batch_1000"].body or b"", SEQUENTIAL_BATCHES, probe
+
+        def part(name: str) -> list[Scenario]:
+            return [scenario for scenario in all_scenarios if scenario.server == name]
+
+        for scenario in part("ceiling"):
+            entries.append(
+                _ceiling(scenario, work, args, container)
+                if "ceiling" in args.parts
+                else _skipped(scenario, _not_selected("ceiling", args))
             )
-        )
-        results["batch_1000_server_ms"] = batch
-        check = None
-        if args.skip_mlflow:
-            entries.append(_skipped(all_scenarios[-1], "skipped (--skip-mlflow)"))
-            results["mlflow_serve"] = None
+        if "api" in args.parts:
+            entries += _api_loads(part("api"), work, args, probe, container, memory, batch)
         else:
-            entry, facts, check = _mlflow_scenario(all_scenarios[-1], work, args)
-            entries.append(entry)
-            results["mlflow_serve"] = facts
-            memory["mlflow_serve_at_rest"] = facts.get("rss_at_rest_mib")
-            memory["mlflow_serve_under_load"] = facts.get("rss_under_load_mib")
-        results["same_model_check"] = check
+            entries += [_skipped(s, _not_selected("api", args)) for s in part("api")]
+        results["batch_1000_server_ms"] = batch
+        for name, run_part in (("mlflow", _mlflow_scenario), ("bentoml", _bentoml_scenario)):
+            for scenario in part(name):
+                if name in args.parts:
+                    entry, comparisons[name] = run_part(scenario, work, args, records)
+                else:
+                    entry = _skipped(scenario, _not_selected(name, args))
+                entries.append(entry)
+            memory[f"{name}_serve_at_rest"] = (comparisons[name] or {}).get("rss_at_rest_mib")
+            memory[f"{name}_serve_under_load"] = (comparisons[name] or {}).get("rss_under_load_mib")
+        results["mlflow_serve"] = comparisons["mlflow"]
+        results["bentoml_serve"] = comparisons["bentoml"]
+        results["same_model_check"] = _model_check(comparisons)
     results["scenarios"] = entries
     results["memory_mib"] = memory
     results["host"]["load_avg_end"] = _loadavg()
-    if not args.skip_docker:
+    if "docker" in args.parts:
         _docker(args, results)
     measured = {e["name"]: e for e in entries}
     results["ratios"] = report.ratios(measured)
@@ -691,8 +852,12 @@ def _notes(results: dict[str, Any], container: dict[str, str] | None) -> list[st
     notes = [
         "latencies and requests/s are wrk's, client side, through Docker's port publishing "
         "(docker-proxy on 127.0.0.1); wrk shares the CPUs with the servers",
-        "mlflow models serve ran on the host from the nox venv (--env-manager local, 1 "
-        "uvicorn worker, its default); the API ran in its container (Waitress, "
+        f"the comparisons ran on the host with {results['load']['comparison_workers']} worker "
+        "process(es) each, one compute thread per worker (OMP_NUM_THREADS=1): mlflow models "
+        "serve from the nox venv (--env-manager local, uvicorn --workers), BentoML 1.4 from its "
+        "own venv (requirements/bentoml.lock; the Service's workers=, usage tracking off), both "
+        "on the same v2 pipeline and the same request body; "
+        "the API ran in its container (Waitress, "
         f"CHURN_THREADS={os.environ.get('CHURN_THREADS', '0')}: 0 = requests on the I/O thread)",
         f"the ceiling is a trivial Flask /health on stock Waitress ({ceiling.THREADS} threads), "
         "in a container of the API's image when the API runs in one",

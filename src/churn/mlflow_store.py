@@ -208,6 +208,31 @@ def _experiment_id(target: TrackingTarget) -> str:
     )
 
 
+def sklearn_model_options(pipeline: Pipeline, input_example: pd.DataFrame) -> dict[str, Any]:
+    """Return how a Pipeline is saved as an MLflow model (`log_model` and `save_model` alike).
+
+    It serves raw customer records with ``predict_proba`` (columns P(No), P(Yes)), with a
+    signature inferred from ``input_example`` and the example itself, saved with skops.
+    """
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    with warnings.catch_warnings():
+        # SeniorCitizen and tenure are integers in the data, so the signature says "long";
+        # served JSON is cast to the signature, and TotalCharges (nullable) is a double.
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        signature = infer_signature(input_example, pipeline.predict_proba(input_example))
+    return {
+        "signature": signature,
+        "input_example": input_example,
+        "pyfunc_predict_fn": "predict_proba",
+        # Stated, not inferred: inference re-loads the model in a subprocess (seconds).
+        "pip_requirements": mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+        # Saved with skops (no pickle), which loads only types it is told to trust.
+        "skops_trusted_types": list(SKOPS_TRUSTED_TYPES),
+    }
+
+
 def log_training_run(
     *,
     root: Path,
@@ -227,7 +252,6 @@ def log_training_run(
     """
     import mlflow
     import mlflow.sklearn
-    from mlflow.models import infer_signature
 
     target = resolve_target(root)
     _check_server(target.tracking_uri)
@@ -246,22 +270,11 @@ def log_training_run(
         mlflow.set_tags(all_tags)
         mlflow.log_params(dict(params))
         mlflow.log_metrics(dict(metrics))
-        with warnings.catch_warnings():
-            # SeniorCitizen and tenure are integers in the data, so the signature says "long";
-            # served JSON is cast to the signature, and TotalCharges (nullable) is a double.
-            warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-            signature = infer_signature(input_example, pipeline.predict_proba(input_example))
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
-            signature=signature,
-            input_example=input_example,
-            pyfunc_predict_fn="predict_proba",
             registered_model_name=name,
-            # Stated, not inferred: inference re-loads the model in a subprocess (seconds).
-            pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
-            # Saved with skops (no pickle), which loads only types it is told to trust.
-            skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
+            **sklearn_model_options(pipeline, input_example),
         )
         for path in artifacts.values():
             mlflow.log_artifact(str(path), artifact_path="files")

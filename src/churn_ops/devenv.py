@@ -17,9 +17,18 @@ from churn_ops.shell import OpsError, Session
 from churn_ops.stack import REPO_ROOT
 
 DEV_LOCK = "requirements/dev.lock"
+#: The bench's BentoML comparison: a venv of its own (its pins conflict with the dev lock's).
+BENTOML_IN = "requirements/bentoml.in"
+BENTOML_LOCK = "requirements/bentoml.lock"
+#: The dev lock's pins of the libraries that unpickle the model files, which the BentoML lock
+#: must share (written by `compile_locks`, so that the lock's command line reproduces it).
+BENTOML_CONSTRAINTS = "requirements/bentoml.constraints"
+MODEL_LIBRARIES = ("joblib", "numpy", "pandas", "scikit-learn", "scipy", "threadpoolctl")
+#: The file in an environment that names what it was installed from (`fingerprint`).
+STAMP = ".installed-from"
 
 
-def _uv() -> str | None:
+def uv_binary() -> str | None:
     """Return the uv binary: on PATH, or the one installed beside nox."""
     found = shutil.which("uv")
     if found:
@@ -31,20 +40,47 @@ def _uv() -> str | None:
     return str(find_uv_bin())
 
 
-def fingerprint(root: Path = REPO_ROOT) -> str:
-    """Return a digest of what the environment is installed from."""
+def fingerprint(
+    root: Path = REPO_ROOT, files: tuple[str, ...] = (DEV_LOCK, "pyproject.toml")
+) -> str:
+    """Return a digest of what an environment is installed from (the dev one by default)."""
     digest = hashlib.sha256()
-    for rel in (DEV_LOCK, "pyproject.toml"):
+    for rel in files:
         digest.update((root / rel).read_bytes())
     return digest.hexdigest()
+
+
+def installed_from(env_dir: Path) -> str | None:
+    """Return the fingerprint an environment was last installed from (None: never, or gone)."""
+    try:
+        return (env_dir / STAMP).read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def mark_installed(env_dir: Path, wanted: str) -> None:
+    """Record that ``env_dir`` now holds what ``wanted`` (a `fingerprint`) names."""
+    (env_dir / STAMP).parent.mkdir(parents=True, exist_ok=True)
+    (env_dir / STAMP).write_text(wanted, encoding="utf-8")
+
+
+def pins(lock_text: str, names: tuple[str, ...]) -> list[str]:
+    """Return the ``name==version[ ; marker]`` lines of ``names`` in a uv lock, hashes dropped."""
+    wanted = {name.lower() for name in names}
+    found = []
+    for line in lock_text.splitlines():
+        requirement = line.rstrip(" \\").strip()
+        name = requirement.split("==", 1)[0].strip().lower()
+        if "==" in requirement and not line.startswith((" ", "#")) and name in wanted:
+            found.append(requirement)
+    return found
 
 
 def activate(session: Session, root: Path = REPO_ROOT) -> Path:
     """Make (or update) the shared environment, then put it first on this process's PATH."""
     env_dir = root / ".nox" / "dev"
     python = env_dir / "bin" / "python"
-    stamp = env_dir / ".installed-from"
-    uv = _uv()
+    uv = uv_binary()
     env = {"UV_COMPILE_BYTECODE": "1", "VIRTUAL_ENV": str(env_dir)}
     if not python.exists():
         if uv:
@@ -54,7 +90,7 @@ def activate(session: Session, root: Path = REPO_ROOT) -> Path:
         else:
             session.run_install(sys.executable, "-m", "venv", str(env_dir), external=True)
     wanted = fingerprint(root)
-    if not stamp.exists() or stamp.read_text(encoding="utf-8") != wanted:
+    if installed_from(env_dir) != wanted:
         # Compiled at install time: every pipeline stage is a new process, and with
         # PYTHONDONTWRITEBYTECODE set each would otherwise compile its libraries again.
         pip = [uv, "pip"] if uv else [str(python), "-m", "pip", "--quiet"]
@@ -65,8 +101,7 @@ def activate(session: Session, root: Path = REPO_ROOT) -> Path:
         session.run_install(
             *pip, "install", *quiet, "--no-deps", "-e", str(root), external=True, env=env
         )  # fmt: skip
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(wanted, encoding="utf-8")
+        mark_installed(env_dir, wanted)
     else:
         session.log(f"Using {env_dir.relative_to(root)} (up to date with {DEV_LOCK})")
     os.environ["VIRTUAL_ENV"] = str(env_dir)
@@ -76,14 +111,14 @@ def activate(session: Session, root: Path = REPO_ROOT) -> Path:
     return env_dir
 
 
-def compile_locks(session: Session, extra: list[str]) -> None:
-    """Regenerate the hashed lock files (API image, MLflow image, dev) from pyproject.toml with uv.
+def compile_locks(session: Session, extra: list[str], root: Path = REPO_ROOT) -> None:
+    """Regenerate the hashed lock files (API and MLflow images, dev, BentoML bench) with uv.
 
     Raises:
         OpsError: uv is not installed.
 
     """
-    uv = _uv()
+    uv = uv_binary()
     if uv is None:
         raise OpsError("'uv' is not installed: `pip install uv` (requirements/tools.txt pins it)")
     common = [uv, "pip", "compile", "--universal", "--python-version", "3.11"]
@@ -97,3 +132,14 @@ def compile_locks(session: Session, extra: list[str]) -> None:
     # The dev lock is constrained by the API lock: training and serving share numpy's version.
     extras = ["--extra", "pipeline", "--extra", "dev", "-c", api_lock]
     session.run(*common, "pyproject.toml", *extras, "-o", DEV_LOCK, *extra, external=True)
+    # BentoML's own pins conflict with the dev lock's (OpenTelemetry): a lock of its own, whose
+    # model libraries are the dev lock's, so that it unpickles the same files the same way.
+    shared = pins((root / DEV_LOCK).read_text(encoding="utf-8"), MODEL_LIBRARIES)
+    (root / BENTOML_CONSTRAINTS).write_text(
+        f"# Written by `nox -s lock` from {DEV_LOCK}: the libraries that unpickle the models.\n"
+        + "\n".join(shared)
+        + "\n",
+        encoding="utf-8",
+    )
+    bentoml = [BENTOML_IN, "-c", BENTOML_CONSTRAINTS, "-o", BENTOML_LOCK]
+    session.run(*common, *bentoml, *extra, external=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from benchmarks import ceiling, mlflow_serve, procstat
+from benchmarks import ceiling, local_server, procstat
 
 
 def test_the_trivial_app_answers_health_and_stops() -> None:
-    with ceiling.serving(mlflow_serve.free_port()) as app:
+    with ceiling.serving(local_server.free_port()) as app:
         with urllib.request.urlopen(app.url + "/health", timeout=10) as answer:  # noqa: S310
             assert answer.status == 200
             assert json.loads(answer.read()) == {"status": "ok"}

@@ -1,21 +1,22 @@
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
-from benchmarks import mlflow_serve
+from benchmarks import mlflow_serve, pickles
 
 from churn.model_record import (
     ARTIFACT_KINDS,
     ArtifactRef,
     ModelRecord,
     RunRecord,
+    file_sha256,
     write_record,
     write_run,
 )
+
+from .conftest import write_pickles
 
 
 def _project(tmp_path: Path, record: dict[str, Any] | None, store: bool = True) -> Path:
@@ -80,13 +81,74 @@ def test_the_server_binds_to_loopback_in_the_local_environment() -> None:
     }
 
 
-def test_a_free_port_can_be_bound() -> None:
-    port = mlflow_serve.free_port()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))
+def test_the_server_sends_no_telemetry_and_finds_uvicorn_first() -> None:
+    logged = mlflow_serve.MlflowModel("v2", "models:/m/1", "sqlite:////x/mlflow.db", "abc")
+    env = mlflow_serve.server_env(logged, Path("/venv/bin"), "/usr/bin")
+    assert env["PATH"].split(":")[0] == "/venv/bin"
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true" and env["DO_NOT_TRACK"] == "true"
+    assert env["OMP_NUM_THREADS"] == "1"  # the worker count is the parallelism
+    assert env["MLFLOW_TRACKING_URI"] == "sqlite:////x/mlflow.db"
+    built = mlflow_serve.MlflowModel("v2", "/tmp/model", None, None, "built")
+    assert "MLFLOW_TRACKING_URI" not in mlflow_serve.server_env(built, Path("/b"), "")
 
 
-def test_the_memory_of_a_process_group_is_summed() -> None:
-    rss = mlflow_serve.group_rss_mib(os.getpgid(0))
-    assert rss is not None and rss > 1
-    assert mlflow_serve.group_rss_mib(2**22 + 7) is None  # beyond pid_max: no such group
+@pytest.mark.slow  # MLflow: import, save and load a model (seconds)
+def test_without_a_store_the_model_is_built_from_the_dvc_pickles(tmp_path: Path) -> None:
+    import mlflow.pyfunc
+
+    # The record names a registered model, but `nox -s down -- --volumes` deleted mlruns/.
+    root = tmp_path / "project"
+    records = _registered_then_lost(root, store=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    model = mlflow_serve.comparison_model(root, "v2", work, records)
+    assert model.source.startswith("built from the DVC artifacts")
+    assert "no local MLflow store" in model.source
+    assert model.tracking_uri is None
+    assert (Path(model.uri) / "MLmodel").is_file() and Path(model.uri).parent == work
+    frame = mlflow_serve.example_frame(records[:20])
+    served = mlflow.pyfunc.load_model(model.uri).predict(frame)
+    expected = pickles.load_pipeline(root, "v2").predict_proba(frame)
+    assert abs(served - expected).max() == 0.0  # predict_proba, the same fitted pipeline
+
+
+@pytest.mark.slow  # MLflow: a new SQLite store, then a model built and saved (seconds)
+def test_a_registered_model_the_store_does_not_know_is_built_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    root = tmp_path / "project"
+    records = _registered_then_lost(root, store=True)  # a store made anew: the stack's first start
+    model = mlflow_serve.comparison_model(root, "v2", tmp_path, records)
+    assert "models:/churn-model-v2/1 cannot be read" in model.source
+    assert "churn-model-v2 not found" in model.source  # asked of the project's own store
+    assert (Path(model.uri) / "MLmodel").is_file()
+    assert list(cwd.iterdir()) == []  # no default store made in the working folder
+
+
+def test_pickles_that_are_not_their_record_s_files_are_refused(tmp_path: Path) -> None:
+    write_pickles(tmp_path)
+    assert pickles.find(tmp_path, "v2").model == tmp_path / "models" / "model_v2.pkl"
+    (tmp_path / "models" / "model_v2.pkl").write_bytes(b"another model")
+    with pytest.raises(pickles.ArtifactError, match="sha256"):
+        pickles.find(tmp_path, "v2")
+    (tmp_path / "models" / "model_v2.pkl").unlink()
+    with pytest.raises(pickles.ArtifactError, match="missing"):
+        pickles.find(tmp_path, "v2")
+    with pytest.raises(pickles.ArtifactError, match="cannot read"):
+        pickles.find(tmp_path, "v1")
+
+
+def _registered_then_lost(root: Path, store: bool) -> list[dict[str, object]]:
+    """Write a project whose v2 run record names churn-model-v2/1, which no store holds."""
+    records = write_pickles(root)
+    model = pickles.find(root, "v2").model
+    record = {"registered_model": "churn-model-v2", "registered_version": "1"}
+    run = RunRecord("v2", file_sha256(model), "2026-12-01T00:00:00Z", 1.0, mlflow=record)
+    write_run(root / "models", run)
+    if store:
+        (root / "mlruns").mkdir()
+        (root / "mlruns" / "mlflow.db").write_bytes(b"")
+    return records

@@ -35,3 +35,26 @@ def test_this_process_cpu_time_grows_with_work() -> None:
     after = procstat.cpu_seconds([os.getpid()])
     assert before is not None and after is not None and after > before
     assert os.getpid() in procstat.group_pids(os.getpgid(0))
+
+
+def test_the_memory_of_processes_is_summed() -> None:
+    alone = procstat.rss_mib([os.getpid()])
+    assert alone is not None and alone > 1
+    both = procstat.rss_mib([os.getpid(), os.getppid()])
+    assert both is not None and both > alone
+    assert procstat.rss_mib([2**22 + 7]) is None  # beyond pid_max: no such process
+
+
+def test_a_server_is_its_group_and_its_descendants_in_other_sessions(tmp_path: Path) -> None:
+    # 100 leads its group; 101 is its child in the group; 102, a worker in a session of its
+    # own (BentoML's); 103, that worker's child; 104, an orphan left in the group; 105, other.
+    table = {100: (1, 100), 101: (100, 100), 102: (101, 102), 103: (102, 102), 104: (1, 100)}
+    table[105] = (1, 105)
+    for pid, (parent, group) in table.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(
+            LINE.replace("4242 ", f"{pid} ", 1).replace(" S 1 4240 ", f" S {parent} {group} ")
+        )
+    assert procstat.tree_pids(100, tmp_path) == [100, 101, 102, 103]
+    assert procstat.tree_pids(999, tmp_path) == []
+    assert procstat.server_pids(100, tmp_path) == [100, 101, 102, 103, 104]

@@ -55,7 +55,7 @@ def _scenario(
     }
 
 
-def _results(mlflow_rps: float | None = 100.0) -> dict[str, Any]:
+def _results(mlflow_rps: float | None = 100.0, bentoml_rps: float | None = 120.0) -> dict[str, Any]:
     scenarios = [
         _scenario("ceiling", "ceiling", _result(3200.0, 7.0), 0.4),
         _scenario("health", "api", _result(3000.0, 8.0), 0.6),
@@ -65,6 +65,7 @@ def _results(mlflow_rps: float | None = 100.0) -> dict[str, Any]:
         _scenario("batch_100", "api", _result(400.0, 60.0)),
         _scenario("batch_1000", "api", _result(50.0, 400.0)),
         _scenario("mlflow_v2", "mlflow", _result(mlflow_rps) if mlflow_rps else None),
+        _scenario("bentoml_v2", "bentoml", _result(bentoml_rps) if bentoml_rps else None),
     ]
     by_name = {s["name"]: s for s in scenarios}
     ratios = report.ratios(by_name)
@@ -103,6 +104,7 @@ def test_ratios_compare_predict_with_health_and_ours_with_mlflow() -> None:
         "predict_v1_over_health": 0.6,
         "predict_v2_over_health": 0.5,
         "ours_over_mlflow": 15.0,
+        "ours_over_bentoml": 12.5,
         "health_over_ceiling": 0.938,
         "health_cpu_concurrent_over_one": 1.2,
     }
@@ -110,6 +112,21 @@ def test_ratios_compare_predict_with_health_and_ours_with_mlflow() -> None:
 
 def test_a_skipped_scenario_gives_no_ratio() -> None:
     assert _results(mlflow_rps=None)["ratios"]["ours_over_mlflow"] is None
+    assert _results(bentoml_rps=None)["ratios"]["ours_over_bentoml"] is None
+
+
+def test_predict_must_serve_ten_times_bentoml_s_requests() -> None:
+    judged = {t["name"]: t for t in _results(bentoml_rps=120.0)["targets"]}
+    assert (judged["ours_over_bentoml"]["value"], judged["ours_over_bentoml"]["met"]) == (
+        12.5,
+        True,
+    )
+    judged = {t["name"]: t for t in _results(bentoml_rps=300.0)["targets"]}
+    assert (judged["ours_over_bentoml"]["value"], judged["ours_over_bentoml"]["met"]) == (
+        5.0,
+        False,
+    )
+    assert judged["ours_over_bentoml"]["limit"] == 10.0
 
 
 def test_targets_are_judged_on_the_worst_version() -> None:
@@ -163,6 +180,9 @@ def test_a_complete_document_matches_the_schema() -> None:
         lambda d: d["host"].update(load_avg_start=[1.0]),
         lambda d: d["targets"][0].update(met="yes"),
         lambda d: d["ratios"].pop("ours_over_mlflow"),
+        lambda d: d["ratios"].pop("ours_over_bentoml"),
+        lambda d: d.update(bentoml_serve={"env_dir": ".nox/bentoml"}),  # no workers
+        lambda d: d.update(parts=["api", "gunicorn"]),
     ],
 )
 def test_the_schema_rejects_a_malformed_document(spoil: Any) -> None:
@@ -180,9 +200,11 @@ def test_write_json_writes_what_validates(tmp_path: Path) -> None:
 
 def test_the_report_lists_every_scenario_and_target_verdict() -> None:
     text = report.format_report(_results(mlflow_rps=None))
-    for label in ("health", "predict v1", "predict v2", "batch 100", "batch 1000"):
+    for label in ("health", "predict v1", "predict v2", "batch 100", "batch 1000", "bentoml v2"):
         assert label in text
     assert "mlflow v2" in text and "not measured: skipped" in text
+    assert "ours (v2) / BentoML 12.5" in text
+    assert "10x the requests/s of BentoML" in text
     assert "MISSED" in text and "MET" in text and "not measured" in text
     assert "load average 1.00 at start" in text
 
@@ -208,3 +230,23 @@ def test_the_chart_is_a_png(tmp_path: Path) -> None:
     path = tmp_path / "bench.png"
     report.write_chart(_results(), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_both_comparisons_are_checked_against_the_api_and_their_memory_reported() -> None:
+    results = _results()
+    results["same_model_check"] = {
+        "api_v2": 0.25,
+        "mlflow": 0.25,
+        "abs_diff": 0.0,
+        "bentoml": 0.2500001,
+        "bentoml_abs_diff": 1e-7,
+    }
+    results["memory_mib"].update(bentoml_serve_at_rest=190.0, bentoml_serve_under_load=201.5)
+    results["bentoml_serve"] = {"workers": 1, "env_reused": True, "same_model": None}
+    report.validate(results)
+    text = report.format_report(results)
+    line = "mlflow models serve 0.250000 (|diff| 0.0e+00), BentoML 0.250000 (|diff| 1.0e-07)"
+    assert line in text
+    assert "BentoML 190.0 MiB at rest, 201.5 MiB under load" in text
+    results["same_model_check"] = {"api_v2": 0.25, "bentoml": 0.25, "bentoml_abs_diff": 0.0}
+    assert "same model: API v2 0.250000, BentoML 0.250000" in report.format_report(results)

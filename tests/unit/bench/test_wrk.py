@@ -188,7 +188,7 @@ def test_the_lua_script_posts_the_body_and_reports_status_errors(
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_wrk_failing_to_connect_is_an_error() -> None:
-    from benchmarks.mlflow_serve import free_port
+    from benchmarks.local_server import free_port
 
     with pytest.raises(WrkError):
         run_wrk(f"http://127.0.0.1:{free_port()}/", duration_s=1, threads=1, connections=1)

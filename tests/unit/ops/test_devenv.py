@@ -13,7 +13,7 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "requirements").mkdir()
     (tmp_path / "requirements" / "dev.lock").write_text("pytest==8.0\n", encoding="utf-8")
     (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n", encoding="utf-8")
-    monkeypatch.setattr(devenv, "_uv", lambda: "/usr/bin/uv")
+    monkeypatch.setattr(devenv, "uv_binary", lambda: "/usr/bin/uv")
     monkeypatch.setenv("PATH", "/usr/bin")
     return tmp_path
 
@@ -41,3 +41,25 @@ def test_one_environment_installed_once_then_reused_until_the_lock_changes(root:
     third = FakeSession()
     devenv.activate(third, root)
     assert len(_installs(third)) == 2
+
+
+def test_the_bentoml_lock_is_compiled_with_the_dev_lock_s_model_libraries(root: Path) -> None:
+    (root / "requirements" / "dev.lock").write_text(
+        "numpy==2.4.6 ; python_full_version < '3.12' \\\n    --hash=sha256:ab\n"
+        "pytest==8.0 \\\n    --hash=sha256:cd\nscikit-learn==1.9.1 \\\n    --hash=sha256:ef\n",
+        encoding="utf-8",
+    )
+    session = FakeSession()
+    devenv.compile_locks(session, ["--upgrade"], root)
+    bentoml = next(cmd for cmd in session.ran if devenv.BENTOML_LOCK in cmd)
+    assert bentoml[:3] == ("/usr/bin/uv", "pip", "compile") and "--generate-hashes" in bentoml
+    assert bentoml[-1] == "--upgrade"
+    at = bentoml.index(devenv.BENTOML_IN)
+    assert bentoml[at : at + 5] == (
+        devenv.BENTOML_IN, "-c", devenv.BENTOML_CONSTRAINTS, "-o", devenv.BENTOML_LOCK,
+    )  # fmt: skip
+    assert session.ran.index(bentoml) > next(
+        i for i, cmd in enumerate(session.ran) if devenv.DEV_LOCK in cmd
+    )  # compiled after the dev lock whose pins it takes
+    constraints = (root / devenv.BENTOML_CONSTRAINTS).read_text(encoding="utf-8").splitlines()
+    assert constraints[1:] == ["numpy==2.4.6 ; python_full_version < '3.12'", "scikit-learn==1.9.1"]
