@@ -8,6 +8,8 @@ folders, and takes only that project down.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -39,6 +41,7 @@ __all__ = [
     "count_cached_steps",
     "image_facts",
     "parse_mem_usage",
+    "time_api_start",
     "time_build",
     "time_up_to_ready",
 ]
@@ -286,3 +289,37 @@ def _time_up(stack: Stack, result: dict[str, Any], timeout_s: float) -> dict[str
         time.sleep(0.25)
     result["error"] = f"not healthy within {timeout_s:.0f} s"
     return result
+
+
+def time_api_start(image: str, port: int, timeout_s: float = 60) -> dict[str, Any]:
+    """Start the API image alone (no MLflow) on 127.0.0.1:``port``; time it until ready.
+
+    Returns seconds from `docker run` until ``/ready`` answers 200 (polled every 20 ms), and
+    from the moment Docker started the container (its ``State.StartedAt``) until then: the
+    API's own start (interpreter, imports, model files checked and loaded). The container is
+    removed afterwards.
+    """
+    result: dict[str, Any] = {"image": image, "ok": False}
+    started = time.monotonic()
+    run = run_quiet(
+        "docker", "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:5000", image, timeout=60
+    )
+    if run.returncode != 0:
+        return {**result, "error": " ".join((run.stderr + run.stdout).split())[-300:]}
+    cid = run.stdout.strip()
+    try:
+        while time.monotonic() - started < timeout_s:
+            if not unanswered({"api": f"http://127.0.0.1:{port}"}, "/ready", 1):
+                ready_at = dt.datetime.now(dt.UTC)
+                result["run_to_ready_s"] = round(time.monotonic() - started, 2)
+                began = run_quiet("docker", "inspect", "--format", "{{.State.StartedAt}}", cid)
+                with contextlib.suppress(ValueError):
+                    start = dt.datetime.fromisoformat(began.stdout.strip()[:26] + "+00:00")
+                    result["start_to_ready_s"] = round((ready_at - start).total_seconds(), 2)
+                result["ok"] = True
+                return result
+            time.sleep(0.02)
+        result["error"] = f"not ready within {timeout_s:.0f} s"
+        return result
+    finally:
+        run_quiet("docker", "rm", "-f", cid)

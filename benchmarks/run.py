@@ -66,6 +66,8 @@ SEQUENTIAL_BATCHES = 30
 
 #: Scenarios run `--repeat` times (their p99 and the ratios decide targets); others once.
 REPEATED = frozenset({"ceiling", "health", "predict_v1", "predict_v2"})
+#: The API's counter of CPU time spent on drift counting (`churn.drift.DriftMonitor`).
+DRIFT_CPU_METRIC = "churn_api_drift_observe_cpu_seconds_total"
 #: Scenarios during which the API container's memory is sampled (`docker stats`).
 MEMORY_SAMPLED = ("batch_100", "batch_1000")
 #: The parts of a run `--only` can pick; scenarios belong to the part named by their server.
@@ -300,6 +302,12 @@ class ServerProbe:
         found = report.latency_sum_count(_metrics(self.metrics_url), endpoint)
         return round(found[1]) if found else None
 
+    def drift_cpu(self) -> float | None:
+        """Return the CPU seconds the API has spent counting records for drift (None: unknown)."""
+        if self.metrics_url is None:
+            return None
+        return report.counter_value(_metrics(self.metrics_url), DRIFT_CPU_METRIC)
+
     def settle(self, endpoint: str, limit_s: float = 20.0) -> None:
         """Wait until requests queued by a load are answered (the count stops moving)."""
         started, last = time.monotonic(), self.count(endpoint)
@@ -345,6 +353,7 @@ def _load(
     }
     cpu_before = probe.cpu() if probe else None
     count_before = probe.count(route) if probe else None
+    drift_before = probe.drift_cpu() if probe else None
     status, answer, _ = _request(url, scenario.body)
     if status != 200:
         entry["error"] = f"a single request answered {status or 'nothing'}: {answer[:200]!r}"
@@ -396,6 +405,11 @@ def _load(
         )
         if cpu_before is not None and cpu_after is not None and answered > 0:
             entry["server_cpu_ms_per_request"] = round((cpu_after - cpu_before) / answered * 1e3, 3)
+        drift_after = probe.drift_cpu()
+        if drift_before is not None and drift_after is not None and answered > 0:
+            entry["drift_cpu_ms_per_request"] = round(
+                (drift_after - drift_before) / answered * 1e3, 4
+            )
     cpu_text = (
         f", server CPU {entry['server_cpu_ms_per_request']:.2f} ms/request"
         if entry["server_cpu_ms_per_request"] is not None
@@ -699,6 +713,10 @@ def _docker(args: argparse.Namespace, results: dict[str, Any]) -> None:
         image: docker_facts.image_facts(image)
         for image in (docker_facts.API_IMAGE, docker_facts.MLFLOW_IMAGE)
     }
+    _log("timing the API image's start to ready, alone (no MLflow)")
+    results["api_start"] = docker_facts.time_api_start(
+        f"{docker_facts.API_IMAGE}:latest", local_server.free_port()
+    )
     if not args.skip_builds:
         results["builds"] = _builds(args)
     up: dict[str, Any] = {}
@@ -794,6 +812,9 @@ def main(argv: list[str] | None = None) -> int:
     memory: dict[str, Any] = {"api_container": container["name"] if container else None}
     if container:
         memory["api_at_rest"] = docker_facts.container_memory_mib(container["id"])
+    tracking = docker_facts.container_publishing(int(os.environ.get("MLFLOW_PORT") or 5001))
+    if tracking:  # the stack's MLflow tracking server, idle while the API loads run
+        memory["mlflow_server_at_rest"] = docker_facts.container_memory_mib(tracking["id"])
 
     entries: list[dict[str, Any]] = []
     batch: dict[str, Any] = {}
@@ -835,7 +856,9 @@ def main(argv: list[str] | None = None) -> int:
         _docker(args, results)
     measured = {e["name"]: e for e in entries}
     results["ratios"] = report.ratios(measured)
-    results["targets"] = report.targets(measured, results["ratios"], batch.get("server_mean_ms"))
+    results["targets"] = report.targets(
+        measured, results["ratios"], batch.get("server_mean_ms"), results
+    )
     results["notes"] += _notes(results, container)
     report.write_json(results, args.out / "bench.json")
     try:

@@ -276,6 +276,8 @@ class DriftMonitor:
         self._closed: dict[str, _Window] = {}
         self._windows_closed = dict.fromkeys(self.references, 0)
         self._score_counts = {v: [0] * len(SCORE_BUCKETS) for v in self.references}
+        #: CPU seconds spent in `observe` (the thread's own CPU time): what monitoring costs.
+        self._observe_cpu_s = 0.0
 
     @property
     def versions(self) -> tuple[str, ...]:
@@ -289,6 +291,7 @@ class DriftMonitor:
         reference = self.references.get(version)
         if reference is None:
             return
+        started = time.thread_time()
         indices: list[int] = []
         score_buckets: list[int] = []
         for record, score in zip(records, scores, strict=True):
@@ -304,6 +307,7 @@ class DriftMonitor:
             for bucket in score_buckets:
                 histogram[min(bucket, len(SCORE_BUCKETS) - 1)] += 1
             self._maybe_close(version, window)
+            self._observe_cpu_s += time.thread_time() - started
 
     def _maybe_close(self, version: str, window: _Window) -> None:
         """Close ``version``'s window when it is full or old enough (lock held)."""
@@ -410,6 +414,12 @@ class DriftMonitor:
             "Drift windows closed since the API started.",
             labels=["model"],
         )
+        cost = CounterMetricFamily(
+            "churn_api_drift_observe_cpu_seconds",
+            "CPU time spent counting served records into drift bins (monitoring's own cost).",
+        )
+        with self._lock:
+            cost.add_metric([], self._observe_cpu_s)
         scores = HistogramMetricFamily(
             "churn_api_churn_probability",
             "Churn probabilities served, by model version.",
@@ -430,7 +440,7 @@ class DriftMonitor:
             ended.add_metric([version], closed.ended or closed.started)
             for column, value in self.psi_of(version, closed).items():
                 psi_family.add_metric([version, column], value)
-        yield from (psi_family, records, current_records, ended, windows, scores)
+        yield from (psi_family, records, current_records, ended, windows, scores, cost)
 
     def describe(self) -> list[Any]:
         """No description at registration (the families are built at scrape time)."""

@@ -191,6 +191,29 @@ def test_the_collector_exports_psi_per_column_and_the_score_histogram() -> None:
     assert 'churn_api_churn_probability_bucket{le="+Inf",model="v1"} 2.0' in text
 
 
+def test_the_monitor_exports_the_cpu_time_its_counting_took() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    monitor = DriftMonitor({"v1": Reference(_tiny_reference())}, window_records=10_000)
+    registry = CollectorRegistry()
+    registry.register(monitor)
+
+    def spent() -> float:
+        text = generate_latest(registry).decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        return families["churn_api_drift_observe_cpu_seconds"].samples[0].value
+
+    assert spent() == 0.0
+    record = _tiny_record()
+    for _ in range(200):
+        monitor.observe("v1", [record], [0.5])
+    after = spent()
+    assert after > 0.0
+    monitor.observe("v9", [record], [0.5])  # an unmonitored version costs nothing
+    assert spent() == after
+
+
 def _tiny_record() -> dict[str, object]:
     frame = dataset.to_typed(dataset.generate(n_rows=1, seed=3))
     return _records(frame)[0]
