@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from churn.config import ArtifactPaths
 from churn_ops.images import (
     API_IMAGE,
     BASE_CANDIDATES,
@@ -55,8 +56,8 @@ CONTEXT_PATHS = (
     "docker/requirements",
     "docker/Dockerfile.mlapp",
     "docker/Dockerfile.mlflow",
-    "data/processed/preprocessor.pkl",
-    "data/processed/label_encoder.pkl",
+    ArtifactPaths(Path()).preprocessor.as_posix(),
+    ArtifactPaths(Path()).label_encoder.as_posix(),
 )
 
 _MEM = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?i?B)\s*$", re.I)
@@ -184,10 +185,11 @@ def build_context_copy(root: Path, dest: Path) -> None:
         elif src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-    (dest / "models").mkdir(exist_ok=True)
-    for path in (root / "models").glob("*"):
+    models, copied = ArtifactPaths(root).models, ArtifactPaths(dest).models
+    copied.mkdir(exist_ok=True)
+    for path in models.glob("*"):
         if path.suffix in (".pkl", ".json"):
-            shutil.copy2(path, dest / "models" / path.name)
+            shutil.copy2(path, copied / path.name)
 
 
 def time_build(

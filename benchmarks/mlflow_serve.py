@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from benchmarks import pickles
 from benchmarks.local_server import ONE_THREAD, RunningServer, ServerError, free_port, running
+from churn.config import ArtifactPaths
 from churn.model_record import RecordError, read_record, read_run, run_path
 from churn.schema import FEATURE_COLUMNS, NUMERIC
 
@@ -72,7 +73,7 @@ def find_model(root: Path, version: str = "v2") -> MlflowModel:
         MlflowServeError: no model record, no run record with MLflow facts, or no local store.
 
     """
-    models = root / "models"
+    models = ArtifactPaths(root).models
     try:
         run = read_run(models, read_record(models, version))
     except RecordError as exc:

@@ -13,6 +13,7 @@ import json
 import random
 from pathlib import Path
 
+from churn.config import ArtifactPaths
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS, ID_COLUMN, NUMERIC
 
 __all__ = [
@@ -25,7 +26,7 @@ __all__ = [
 
 Record = dict[str, object]
 
-TEST_SPLIT = Path("data/processed/test.csv")
+TEST_SPLIT = ArtifactPaths(Path()).test_csv
 
 
 def typed_record(row: dict[str, str]) -> Record:

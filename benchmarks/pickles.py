@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.local_server import ServerError
+from churn.config import ArtifactPaths
 from churn.model_record import RecordError, file_sha256, read_record
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def find(root: Path, version: str) -> Pickles:
 
     """
     try:
-        record = read_record(root / "models", version)
+        record = read_record(ArtifactPaths(root).models, version)
     except RecordError as exc:
         raise ArtifactError(f"cannot read the model record ({exc})") from None
     paths = {}

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from churn.config import ArtifactPaths
 from churn.export import export
 from churn.model_record import (
     ArtifactRef,
@@ -164,11 +165,12 @@ def build_artifacts(root: Path, *, n_rows: int = FIXTURE_ROWS, seed: int = FIXTU
     n_train = int(n_rows * 0.8)
     train, test = frame.iloc[:n_train], frame.iloc[n_train:]
 
-    processed, models = root / "data" / "processed", root / "models"
+    paths = ArtifactPaths(root)
+    processed, models = paths.processed, paths.models
     processed.mkdir(parents=True, exist_ok=True)
     models.mkdir(parents=True, exist_ok=True)
-    train.to_csv(processed / "train.csv", index=False)
-    test.to_csv(processed / "test.csv", index=False)
+    train.to_csv(paths.train_csv, index=False)
+    test.to_csv(paths.test_csv, index=False)
 
     preprocessor = ColumnTransformer(
         [
@@ -191,8 +193,8 @@ def build_artifacts(root: Path, *, n_rows: int = FIXTURE_ROWS, seed: int = FIXTU
     encoder = LabelEncoder().fit(train[TARGET_COLUMN])
     y_train = encoder.transform(train[TARGET_COLUMN])
     y_test = encoder.transform(test[TARGET_COLUMN])
-    joblib.dump(preprocessor, processed / "preprocessor.pkl")
-    joblib.dump(encoder, processed / "label_encoder.pkl")
+    joblib.dump(preprocessor, paths.preprocessor)
+    joblib.dump(encoder, paths.label_encoder)
 
     specs = {
         "v1": (LogisticRegression(**V1_PARAMS), {"C": V1_PARAMS["C"]}),
@@ -212,7 +214,7 @@ def build_artifacts(root: Path, *, n_rows: int = FIXTURE_ROWS, seed: int = FIXTU
         with threadpool_limits(1):
             model.fit(x_train, y_train)
         seconds = round(time.perf_counter() - started, 3)
-        joblib.dump(model, models / f"model_{version}.pkl")
+        joblib.dump(model, paths.model(version))
         proba = model.predict_proba(x_test)[:, 1]
         predicted = (proba >= 0.5).astype(int)
         metrics = {
@@ -226,10 +228,10 @@ def build_artifacts(root: Path, *, n_rows: int = FIXTURE_ROWS, seed: int = FIXTU
         }
         all_metrics[version] = metrics
         artifacts = {
-            "model": f"models/model_{version}.pkl",
-            "preprocessor": "data/processed/preprocessor.pkl",
-            "label_encoder": "data/processed/label_encoder.pkl",
-            "compiled": f"models/model_{version}.compiled.json",
+            "model": paths.relative(paths.model(version)),
+            "preprocessor": paths.relative(paths.preprocessor),
+            "label_encoder": paths.relative(paths.label_encoder),
+            "compiled": paths.relative(paths.compiled(version)),
         }
         # The data-only file the API loads, written and checked as the pipeline does it.
         export(root / artifacts["compiled"], version, preprocessor, encoder, model, check=test)
@@ -240,7 +242,7 @@ def build_artifacts(root: Path, *, n_rows: int = FIXTURE_ROWS, seed: int = FIXTU
             artifacts={
                 kind: ArtifactRef(rel, file_sha256(root / rel)) for kind, rel in artifacts.items()
             },
-            training_data_sha256=file_sha256(processed / "train.csv"),
+            training_data_sha256=file_sha256(paths.train_csv),
             metrics=metrics,
         )
         write_record(models, record)
@@ -260,7 +262,7 @@ def build_artifacts(root: Path, *, n_rows: int = FIXTURE_ROWS, seed: int = FIXTU
             mlflow,
         )
         write_run(models, run)
-    (models / "metrics.json").write_text(json.dumps(all_metrics, indent=2) + "\n", "utf-8")
+    paths.metrics.write_text(json.dumps(all_metrics, indent=2) + "\n", "utf-8")
     return root
 
 

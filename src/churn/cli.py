@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from churn.params import DEFAULT_PARAMS_FILE, ArtifactPaths, ParamsError, load_params
+from churn.config import DEFAULT_PARAMS_FILE, ArtifactPaths, ParamsError, load_params
 
 log = logging.getLogger("churn.pipeline")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from churn.params import DataParams
+from churn.config import DataParams
 from churn.schema import (
     CATEGORICAL,
     CSV_COLUMNS,

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from churn.config.paths import ModelFiles
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS
 
 __all__ = [
@@ -63,7 +64,7 @@ SCORE_BUCKETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
 
 def reference_path(models_dir: Path, version: str) -> Path:
     """Return where the reference of ``version`` lives, beside its metadata record."""
-    return models_dir / f"reference_{version}.json"
+    return ModelFiles(models_dir).reference(version)
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,9 +25,9 @@ from sklearn.metrics import (
 from threadpoolctl import threadpool_limits
 
 from churn import dataset
+from churn.config import ArtifactPaths
 from churn.features import features
 from churn.model_record import ModelRecord, RecordError, file_sha256, read_record
-from churn.params import ArtifactPaths
 from churn.schema import TARGET_COLUMN
 
 log = logging.getLogger(__name__)

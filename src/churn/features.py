@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
 
 from churn import dataset
-from churn.params import ArtifactPaths, SplitParams
+from churn.config import ArtifactPaths, SplitParams
 from churn.schema import (
     CATEGORICAL_FEATURES,
     FEATURE_COLUMNS,

@@ -12,7 +12,8 @@ Two files per version, both beside the model in ``models/``:
   file it describes, so a run record left over from another training is ignored.
 
 This module is the only writer and reader of both, and `file_sha256`/`sha256_bytes` are the
-project's only sha256 helpers. Like `churn.schema` it imports nothing of the project.
+project's only sha256 helpers. Like `churn.schema` it imports nothing of the project but the
+file names (`churn.config.paths`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from churn.config.paths import ModelFiles
 
 __all__ = [
     "ARTIFACT_KINDS",
@@ -67,12 +70,12 @@ def file_sha256(path: str | Path) -> str:
 
 def record_path(models_dir: Path, version: str) -> Path:
     """Return the path of the `ModelRecord` of ``version`` in ``models_dir``."""
-    return Path(models_dir) / f"model_{version}.json"
+    return ModelFiles(Path(models_dir)).record(version)
 
 
 def run_path(models_dir: Path, version: str) -> Path:
     """Return the path of the `RunRecord` of ``version`` in ``models_dir``."""
-    return Path(models_dir) / f"model_{version}.run.json"
+    return ModelFiles(Path(models_dir)).run_record(version)
 
 
 @dataclass(frozen=True)

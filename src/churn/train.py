@@ -31,6 +31,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from churn import dataset, drift
+from churn.config import ArtifactPaths, ModelParams, PipelineParams
 from churn.evaluate import compute_metrics, held_out
 from churn.export import export
 from churn.features import features
@@ -42,7 +43,6 @@ from churn.model_record import (
     write_record,
     write_run,
 )
-from churn.params import ArtifactPaths, ModelParams, PipelineParams
 from churn.schema import TARGET_COLUMN
 
 log = logging.getLogger(__name__)

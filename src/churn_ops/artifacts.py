@@ -12,9 +12,9 @@ import os
 import sys
 from pathlib import Path
 
+from churn.config import ArtifactPaths
 from churn_ops.shell import Session
 from churn_ops.stack import REPO_ROOT
-
 
 #: Where a check that found every run is remembered, with what it depends on (`_store_key`):
 #: importing MLflow and opening its store costs seconds on every `nox -s build`.
@@ -29,16 +29,15 @@ def model_run_ids(root: Path = REPO_ROOT) -> list[str]:
     is named ``no-run-record:<version>``, which no store holds.
     """
     run_ids = []
-    for meta in sorted((root / "models").glob("model_v*.json")):
-        if meta.name.count(".") != 1:  # model_vN.json only, not .run.json or .compiled.json
-            continue
-        record = json.loads(meta.read_text(encoding="utf-8"))
-        run_path = meta.with_name(f"{meta.stem}.run.json")
+    files = ArtifactPaths(root).model_files
+    for version in files.versions():
+        record = json.loads(files.record(version).read_text(encoding="utf-8"))
+        run_path = files.run_record(version)
         run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.exists() else {}
         model_sha = record.get("artifacts", {}).get("model", {}).get("sha256")
         matches = run.get("model_sha256") == model_sha
         run_id = run.get("mlflow", {}).get("run_id") if matches else None
-        run_ids.append(str(run_id) if run_id else f"no-run-record:{meta.stem}")
+        run_ids.append(str(run_id) if run_id else f"no-run-record:{files.record(version).stem}")
     return run_ids
 
 
@@ -80,7 +79,7 @@ def missing_runs(root: Path = REPO_ROOT) -> list[str]:
 
 
 def _store_key(db: Path, run_ids: list[str]) -> dict[str, object]:
-    """What a positive check depends on: the run ids, and which store file (not its contents).
+    """Return what a positive check depends on: the run ids and which store file (not its bytes).
 
     A store deleted and made again (`nox -s down -- --volumes`, a fresh clone) is another
     file (another inode); a run is never removed from a store by the project's own commands.

@@ -11,6 +11,7 @@ import time
 import tomllib
 from pathlib import Path
 
+from churn.config import ArtifactPaths
 from churn_ops.shell import OpsError, Session, apt_install, last_line, run_quiet
 from churn_ops.stack import REPO_ROOT
 
@@ -60,10 +61,9 @@ def model_artifact_labels(root: Path = REPO_ROOT) -> dict[str, str]:
     ``org.churn.model.<v>.record.sha256`` the record's own (`churn.model_record`).
     """
     labels = {}
-    for path in sorted((root / "models").glob("model_v*.json")):
-        version = path.name.removeprefix("model_").removesuffix(".json")
-        if "." in version:  # model_v1.run.json, model_v1.compiled.json: not a record
-            continue
+    files = ArtifactPaths(root).model_files
+    for version in files.versions():
+        path = files.record(version)
         prefix = f"org.churn.model.{version}"
         for kind, entry in json.loads(path.read_text(encoding="utf-8"))["artifacts"].items():
             labels[prefix if kind == "model" else f"{prefix}.{kind}"] = entry["sha256"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from churn.config.paths import ArtifactPaths
 from churn.model_record import (
     ModelRecord,
     RecordError,
@@ -65,7 +66,7 @@ def read_records(root: Path, version: str) -> tuple[ModelRecord, RunRecord | Non
             path and sha256 of one of its artifacts.
 
     """
-    models = Path(root) / "models"
+    models = ArtifactPaths(Path(root)).models
     try:
         record = read_record(models, version)
     except RecordError as exc:

@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from churn.api.openapi import EXAMPLE_CUSTOMER
+from churn.config import ArtifactPaths, ModelFiles
 
 
 def test_health_is_ok(client: FlaskClient) -> None:
@@ -35,8 +36,8 @@ def test_models_describes_each_version_from_its_record_and_run(
     assert [m["version"] for m in body["models"]] == ["v1", "v2"]
     for version, described in zip(("v1", "v2"), body["models"], strict=True):
         models = artifact_root / "models"
-        metadata = json.loads((models / f"model_{version}.json").read_text())
-        run = json.loads((models / f"model_{version}.run.json").read_text())
+        metadata = json.loads(ModelFiles(models).record(version).read_text())
+        run = json.loads(ModelFiles(models).run_record(version).read_text())
         assert described["algorithm"] == metadata["algorithm"]
         assert described["metrics"] == metadata["metrics"]
         assert described["training_data_sha256"] == metadata["training_data_sha256"]
@@ -55,18 +56,18 @@ def test_only_configured_versions_are_served(make_app: Callable[..., Flask]) -> 
 
 
 def _tamper(root: Path) -> None:
-    path = root / "models" / "model_v2.compiled.json"
+    path = ArtifactPaths(root).compiled("v2")
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
 
 
 def _delete(root: Path) -> None:
-    (root / "models" / "model_v1.compiled.json").unlink()
+    ArtifactPaths(root).compiled("v1").unlink()
 
 
 def _wrong_sha(root: Path) -> None:
-    path = root / "models" / "model_v1.json"
+    path = ArtifactPaths(root).metadata("v1")
     metadata = json.loads(path.read_text())
     metadata["artifacts"]["compiled"]["sha256"] = "0" * 64
     path.write_text(json.dumps(metadata))

@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from churn.api.state import ApiState
+from churn.config import ArtifactPaths
 from churn.predict import ServingModels
 from churn.schema import FEATURE_COLUMNS
 
@@ -22,8 +23,8 @@ RecordFactory = Callable[..., list[dict[str, object]]]
 def offline_proba(root: Path, version: str, records: list[dict[str, object]]) -> np.ndarray:
     """The fitted preprocessor and model, called the way training called them (pandas)."""
     pd = pytest.importorskip("pandas")
-    preprocessor = joblib.load(root / "data" / "processed" / "preprocessor.pkl")
-    model = joblib.load(root / "models" / f"model_{version}.pkl")
+    preprocessor = joblib.load(ArtifactPaths(root).preprocessor)
+    model = joblib.load(ArtifactPaths(root).model(version))
     frame = pd.DataFrame(records, columns=list(FEATURE_COLUMNS))
     frame["TotalCharges"] = frame["TotalCharges"].astype("float64")
     return model.predict_proba(preprocessor.transform(frame))[:, 1]

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import requests
 
-from churn.config import ApiSettings
+from churn.config import ApiSettings, ArtifactPaths
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS, NUMERIC
 
 from .test_protocols import mlflow_payloads
@@ -121,10 +121,10 @@ def mlflow_server(artifact_root: Path, tmp_path_factory: pytest.TempPathFactory)
 
     from churn.mlflow_store import SKOPS_TRUSTED_TYPES
 
-    preprocessor = joblib.load(artifact_root / "data" / "processed" / "preprocessor.pkl")
-    model = joblib.load(artifact_root / "models" / "model_v1.pkl")
+    preprocessor = joblib.load(ArtifactPaths(artifact_root).preprocessor)
+    model = joblib.load(ArtifactPaths(artifact_root).model("v1"))
     pipeline = Pipeline([("preprocessor", preprocessor), ("model", model)])
-    example = pd.read_csv(artifact_root / "data" / "processed" / "train.csv").head(5)
+    example = pd.read_csv(ArtifactPaths(artifact_root).train_csv).head(5)
     example = example[list(FEATURE_COLUMNS)]
     example["TotalCharges"] = pd.to_numeric(example["TotalCharges"], errors="coerce")
     folder = tmp_path_factory.mktemp("mlflow-model") / "model"

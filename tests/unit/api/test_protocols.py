@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 
 from churn.api.openapi import EXAMPLE_CUSTOMER
 from churn.api.state import get_state
+from churn.config import ArtifactPaths
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS, NUMERIC
 
 V2_TYPES = {
@@ -108,7 +109,7 @@ def test_v2_health_and_server_metadata(client: FlaskClient) -> None:
 
 
 def test_v2_health_ready_is_a_4xx_without_models(make_app, artifact_copy) -> None:
-    (artifact_copy / "models" / "model_v2.compiled.json").write_bytes(b"tampered")
+    ArtifactPaths(artifact_copy).compiled("v2").write_bytes(b"tampered")
     client = make_app(root=str(artifact_copy)).test_client()
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").status_code == 400

@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from churn.config import ArtifactPaths, ModelFiles
 from churn_ops.artifacts import missing_runs, model_run_ids
 
 
 def _model(root: Path, version: str, sha: str, run: dict[str, object] | None) -> None:
-    models = root / "models"
+    models = ArtifactPaths(root).models
     models.mkdir(exist_ok=True)
     record = {"version": version, "artifacts": {"model": {"sha256": sha}}}
-    (models / f"model_{version}.json").write_text(json.dumps(record))
-    (models / f"model_{version}.compiled.json").write_text("{}")
+    ModelFiles(models).record(version).write_text(json.dumps(record))
+    ModelFiles(models).compiled(version).write_text("{}")
     if run is not None:
-        (models / f"model_{version}.run.json").write_text(json.dumps(run))
+        ModelFiles(models).run_record(version).write_text(json.dumps(run))
 
 
 def test_run_ids_come_from_run_records_that_match_their_model(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from churn.config import ArtifactPaths
 from churn.model_record import (
     ARTIFACT_KINDS,
     ArtifactRef,
@@ -18,7 +19,7 @@ from churn_ops.images import model_artifact_labels
 
 
 def test_every_artifact_of_every_version_is_a_label(tmp_path: Path) -> None:
-    models = tmp_path / "models"
+    models = ArtifactPaths(tmp_path).models
     for n, version in enumerate(("v1", "v2")):
         refs = {
             kind: ArtifactRef(f"{kind}.bin", f"{n}{i}" * 32)

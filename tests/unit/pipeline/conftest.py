@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,8 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from churn import dataset, features
+from churn.config import ArtifactPaths, PipelineParams, load_params
 from churn.evaluate import held_out
-from churn.params import ArtifactPaths, PipelineParams, load_params
 from churn.train import fit, load_training_data
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -69,7 +68,7 @@ def params() -> PipelineParams:
 
 def make_prepared(root: Path, params: PipelineParams, n_rows: int | None = None) -> ArtifactPaths:
     """Run ``generate`` and ``prepare`` into ``root`` (optionally with fewer rows)."""
-    data = params.data if n_rows is None else dataclasses.replace(params.data, n_rows=n_rows)
+    data = params.data if n_rows is None else params.data.model_copy(update={"n_rows": n_rows})
     paths = ArtifactPaths(root)
     dataset.materialize_raw(paths.raw_csv, data, root)
     features.prepare(paths, params.split)

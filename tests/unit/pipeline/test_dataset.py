@@ -11,7 +11,7 @@ import pytest
 
 from churn import dataset
 from churn.cli import main
-from churn.params import DataParams
+from churn.config import DataParams
 from churn.schema import CATEGORICAL, CSV_COLUMNS, TARGET_CLASSES
 
 #: Rows of the public IBM file (its first three and a tenure-0 one), spelled exactly as there.
@@ -169,7 +169,7 @@ def test_a_mismatching_users_file_fails_before_anything_is_written(tmp_path: Pat
         dataset.materialize_raw(target, params, tmp_path)
     assert not target.exists()
     with pytest.raises(FileNotFoundError, match="data.source"):
-        dataset.materialize_raw(target, DataParams("nope.csv", 10, 0), tmp_path)
+        dataset.materialize_raw(target, DataParams(source="nope.csv", n_rows=10, seed=0), tmp_path)
 
 
 def test_cli_check_reports_problems_with_exit_status_2(

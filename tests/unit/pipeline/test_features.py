@@ -15,8 +15,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import OneHotEncoder
 
 from churn import dataset
+from churn.config import ArtifactPaths, ModelFiles
 from churn.features import build_preprocessor, features
-from churn.params import ArtifactPaths
 from churn.schema import CATEGORICAL, CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
 from .conftest import Trained
@@ -106,7 +106,7 @@ def test_artifacts_unpickle_and_work_without_pandas(trained: Trained, tmp_path: 
     prepared = trained.paths
     model_files = {}
     for version, model in trained.models.items():
-        model_files[version] = str(tmp_path / f"model_{version}.pkl")
+        model_files[version] = str(ModelFiles(tmp_path).model(version))
         joblib.dump(model, model_files[version])
     script = textwrap.dedent(
         f"""

@@ -10,9 +10,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from churn import dataset
+from churn.config import PipelineParams
 from churn.evaluate import METRIC_NAMES, compute_metrics
 from churn.features import features
-from churn.params import PipelineParams
 from churn.train import build_classifier
 
 from .conftest import Trained

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from churn.params import ArtifactPaths, ParamsError, load_params, parse_params
+from churn.config import ArtifactPaths, ParamsError, load_params, parse_params
 
 from .conftest import PARAMS_FILE
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from churn.config import ArtifactPaths
 from churn.predict import (
     ArtifactError,
     ModelInfo,
@@ -19,11 +20,11 @@ from churn.serving.artifacts import read_records
 
 
 def _metadata(root: Path, version: str) -> dict:
-    return json.loads((root / "models" / f"model_{version}.json").read_text())
+    return json.loads(ArtifactPaths(root).metadata(version).read_text())
 
 
 def _write_metadata(root: Path, version: str, metadata: dict) -> None:
-    (root / "models" / f"model_{version}.json").write_text(json.dumps(metadata))
+    ArtifactPaths(root).metadata(version).write_text(json.dumps(metadata))
 
 
 def test_load_serves_both_versions_with_their_records(artifact_root: Path) -> None:
@@ -58,7 +59,7 @@ def test_unknown_version_is_a_key_error_listing_the_served_ones(artifact_root: P
 def test_verify_artifact_accepts_the_right_digest_and_rejects_others(
     artifact_root: Path,
 ) -> None:
-    path = artifact_root / "models" / "model_v1.pkl"
+    path = ArtifactPaths(artifact_root).model("v1")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     verify_artifact(path, digest)
     verify_artifact(path, digest.upper())
@@ -69,13 +70,13 @@ def test_verify_artifact_accepts_the_right_digest_and_rejects_others(
 
 
 def test_a_missing_model_file_is_named(artifact_copy: Path) -> None:
-    (artifact_copy / "models" / "model_v2.compiled.json").unlink()
+    ArtifactPaths(artifact_copy).compiled("v2").unlink()
     with pytest.raises(ArtifactError, match=r"model_v2\.compiled\.json: missing"):
         ServingModels.load(artifact_copy)
 
 
 def test_a_changed_byte_is_a_sha256_mismatch(artifact_copy: Path) -> None:
-    path = artifact_copy / "models" / "model_v1.compiled.json"
+    path = ArtifactPaths(artifact_copy).compiled("v1")
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
@@ -101,13 +102,13 @@ def test_bytes_from_elsewhere_are_checked_against_the_record(artifact_root: Path
 
 
 def test_missing_metadata_is_named(artifact_copy: Path) -> None:
-    (artifact_copy / "models" / "model_v2.json").unlink()
+    ArtifactPaths(artifact_copy).metadata("v2").unlink()
     with pytest.raises(ArtifactError, match=r"model_v2\.json: missing"):
         ServingModels.load(artifact_copy)
 
 
 def test_unparsable_metadata_is_unreadable(artifact_copy: Path) -> None:
-    (artifact_copy / "models" / "model_v1.json").write_text('{"version": "v1",')
+    ArtifactPaths(artifact_copy).metadata("v1").write_text('{"version": "v1",')
     with pytest.raises(ArtifactError, match=r"model_v1\.json: unreadable"):
         ServingModels.load(artifact_copy)
 
@@ -130,7 +131,7 @@ def test_incomplete_metadata_is_rejected(artifact_copy: Path, change, reason: st
 
 def _replace_compiled(root: Path, version: str, data: bytes) -> None:
     """Put ``data`` in place of a version's model file, with the record updated to match."""
-    path = root / "models" / f"model_{version}.compiled.json"
+    path = ArtifactPaths(root).compiled(version)
     path.write_bytes(data)
     metadata = _metadata(root, version)
     metadata["artifacts"]["compiled"]["sha256"] = hashlib.sha256(data).hexdigest()
@@ -155,7 +156,7 @@ def test_a_matching_but_invalid_model_file_is_refused(
 
 
 def test_a_model_file_with_too_few_coefficients_is_refused(artifact_copy: Path) -> None:
-    path = artifact_copy / "models" / "model_v1.compiled.json"
+    path = ArtifactPaths(artifact_copy).compiled("v1")
     document = json.loads(path.read_text())
     document["model"]["coef"] = document["model"]["coef"][:-1]
     _replace_compiled(artifact_copy, "v1", json.dumps(document).encode())
@@ -164,7 +165,7 @@ def test_a_model_file_with_too_few_coefficients_is_refused(artifact_copy: Path) 
 
 
 def test_artifact_error_messages_are_one_line(artifact_copy: Path) -> None:
-    (artifact_copy / "models" / "model_v1.json").write_text("{\n\n  broken")
+    ArtifactPaths(artifact_copy).metadata("v1").write_text("{\n\n  broken")
     with pytest.raises(ArtifactError) as caught:
         ServingModels.load(artifact_copy)
     assert "\n" not in str(caught.value)

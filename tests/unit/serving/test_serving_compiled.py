@@ -13,6 +13,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
+from churn.config import ArtifactPaths
 from churn.export import ExportError, compile_classifier, compile_preprocessor
 from churn.schema import FEATURE_COLUMNS
 from churn.serving import scorers
@@ -55,8 +56,8 @@ def fitted(artifact_root: Path) -> dict[str, object]:
     processed = artifact_root / "data" / "processed"
     return {
         "preprocessor": joblib.load(processed / "preprocessor.pkl"),
-        "v1": joblib.load(artifact_root / "models" / "model_v1.pkl"),
-        "v2": joblib.load(artifact_root / "models" / "model_v2.pkl"),
+        "v1": joblib.load(ArtifactPaths(artifact_root).model("v1")),
+        "v2": joblib.load(ArtifactPaths(artifact_root).model("v2")),
         "train": pd.read_csv(processed / "train.csv"),
     }
 

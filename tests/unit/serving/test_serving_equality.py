@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churn.config import ArtifactPaths
 from churn.predict import ServingModels
 from churn.schema import FEATURE_COLUMNS, TARGET_CLASSES
 
@@ -18,9 +19,9 @@ TOLERANCE = 1e-9
 
 def sklearn_reference(root: Path, version: str, records: list[dict[str, object]]) -> np.ndarray:
     """The plain scikit-learn path: DataFrame -> ColumnTransformer -> model.predict_proba."""
-    preprocessor = joblib.load(root / "data" / "processed" / "preprocessor.pkl")
-    encoder = joblib.load(root / "data" / "processed" / "label_encoder.pkl")
-    model = joblib.load(root / "models" / f"model_{version}.pkl")
+    preprocessor = joblib.load(ArtifactPaths(root).preprocessor)
+    encoder = joblib.load(ArtifactPaths(root).label_encoder)
+    model = joblib.load(ArtifactPaths(root).model(version))
     frame = pd.DataFrame(records, columns=list(FEATURE_COLUMNS))
     frame["TotalCharges"] = frame["TotalCharges"].astype("float64")
     yes_code = encoder.transform([TARGET_CLASSES[1]])[0]

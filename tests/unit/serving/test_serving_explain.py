@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churn.config import ArtifactPaths
 from churn.predict import ServingModels
 from churn.schema import FEATURE_COLUMNS
 from churn.serving.explain import TreeShapExplainer
@@ -37,7 +38,7 @@ def generated(make_records) -> list[dict[str, object]]:
 
 @pytest.fixture(scope="module")
 def test_split(artifact_root: Path) -> list[dict[str, object]]:
-    frame = pd.read_csv(artifact_root / "data" / "processed" / "test.csv")
+    frame = pd.read_csv(ArtifactPaths(artifact_root).test_csv)
     frame["TotalCharges"] = pd.to_numeric(frame["TotalCharges"], errors="coerce")
     records = frame[list(FEATURE_COLUMNS)].to_dict("records")
     for record in records:
@@ -88,8 +89,8 @@ def test_one_record_at_a_time_equals_the_batch(
 def test_logistic_regression_is_the_exact_linear_decomposition(
     models: ServingModels, artifact_root: Path, generated: list[dict[str, object]]
 ) -> None:
-    preprocessor = joblib.load(artifact_root / "data" / "processed" / "preprocessor.pkl")
-    model = joblib.load(artifact_root / "models" / "model_v1.pkl")
+    preprocessor = joblib.load(ArtifactPaths(artifact_root).preprocessor)
+    model = joblib.load(ArtifactPaths(artifact_root).model("v1"))
     frame = pd.DataFrame(generated, columns=list(FEATURE_COLUMNS))
     frame["TotalCharges"] = frame["TotalCharges"].astype("float64")
     dense = preprocessor.transform(frame)
@@ -104,7 +105,7 @@ def test_trees_match_shap_tree_explainer(
     models: ServingModels, artifact_root: Path, test_split: list[dict[str, object]]
 ) -> None:
     shap = pytest.importorskip("shap")
-    model = joblib.load(artifact_root / "models" / "model_v2.pkl")
+    model = joblib.load(ArtifactPaths(artifact_root).model("v2"))
     pre = models._get("v2").scorer.pre  # noqa: SLF001
     dense = pre.transform(test_split)
     reference = shap.TreeExplainer(model)  # path-dependent: no background data
@@ -174,7 +175,7 @@ def test_a_tree_model_file_without_node_counts_is_served_unexplained(artifact_ro
     from churn.serving.compiled import load_compiled
     from churn.serving.explain import explainer_for
 
-    document = json.loads((artifact_root / "models" / "model_v2.compiled.json").read_text())
+    document = json.loads(ArtifactPaths(artifact_root).compiled("v2").read_text())
     assert all("count" in tree for tree in document["model"]["trees"])
     for tree in document["model"]["trees"]:
         del tree["count"]
