@@ -124,10 +124,23 @@ def _split(value: Any) -> Any:
     return [item for item in map(_text, items) if item != ""]
 
 
+def _not_bool(kind: str) -> BeforeValidator:
+    """Refuse true/false where a number is expected (pydantic would read them as 1/0)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError(f"{kind}_type", "not a number")
+        return value
+
+    return BeforeValidator(check)
+
+
+Int = Annotated[int, _not_bool("int")]
+Float = Annotated[float, _not_bool("float"), Field(allow_inf_nan=False)]
 Text = Annotated[str, BeforeValidator(_text), Field(min_length=1)]
 OptionalText = Annotated[str | None, BeforeValidator(_optional)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-Seconds = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+Port = Annotated[Int, Field(ge=1, le=65535)]
+Seconds = Annotated[Float, Field(gt=0.0)]
 Version = Annotated[str, BeforeValidator(_text), AfterValidator(_version_name)]
 
 
@@ -141,22 +154,22 @@ class ApiSettings(GivenSettings):
     ] = Path(".")
     model_versions: Annotated[tuple[Version, ...], BeforeValidator(_split)] = ("v1", "v2")
     default_model: Text = "v2"
-    threshold: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.5
+    threshold: Annotated[Float, Field(gt=0.0, le=1.0)] = 0.5
     host: Text = "0.0.0.0"  # noqa: S104 - the container publishes the port
     port: Port = 5000
     #: Waitress worker threads; 0 serves requests on its I/O thread (`churn.api.serve`).
-    threads: Annotated[int, Field(ge=0, le=256)] = 0
-    channel_timeout: Annotated[int, Field(ge=1, le=3600)] = 30
+    threads: Annotated[Int, Field(ge=0, le=256)] = 0
+    channel_timeout: Annotated[Int, Field(ge=1, le=3600)] = 30
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
         BeforeValidator(lambda v: str(v).strip().upper()),
     ] = "INFO"
     log_dir: Annotated[Path | None, BeforeValidator(_optional)] = None
-    max_batch: Annotated[int, Field(ge=1, le=100_000)] = 1000
-    max_body_bytes: Annotated[int, Field(ge=MIN_BODY_BYTES, le=1024**3)] = 2 * 1024 * 1024
+    max_batch: Annotated[Int, Field(ge=1, le=100_000)] = 1000
+    max_body_bytes: Annotated[Int, Field(ge=MIN_BODY_BYTES, le=1024**3)] = 2 * 1024 * 1024
     stats_interval: Annotated[Seconds, Field(le=86_400.0)] = 10.0
     #: Drift windows close at this many records, or after this many seconds (churn.drift).
-    drift_window_records: Annotated[int, Field(ge=1, le=10_000_000)] = 1000
+    drift_window_records: Annotated[Int, Field(ge=1, le=10_000_000)] = 1000
     drift_window_seconds: Annotated[Seconds, Field(le=30 * 86_400.0)] = 300.0
     #: This process's name among replicas (default: the host name): labels its metrics and
     #: MLflow run, and names its log file ``api-<replica>.log``.
@@ -178,9 +191,9 @@ class ApiSettings(GivenSettings):
     ] = "baked"
     registry_model: Text = "churn-model"
     #: Seconds between two looks at the registry aliases.
-    registry_poll: Annotated[float, Field(ge=0.1, le=300.0, allow_inf_nan=False)] = 5.0
+    registry_poll: Annotated[Float, Field(ge=0.1, le=300.0)] = 5.0
     #: Share of default traffic (by customerID hash) sent to the challenger, 0 to 1.
-    canary_weight: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.0
+    canary_weight: Annotated[Float, Field(ge=0.0, le=1.0)] = 0.0
     #: Score the challenger too, off the request path, and count disagreements.
     shadow: bool = False
     #: Token of POST /registry/refresh (environment only; the endpoint is off without it).

@@ -146,3 +146,13 @@ def test_replica_defaults_to_the_host_name_and_is_checked() -> None:
     assert load_api_settings(env={"CHURN_REPLICA": "api-3"}, yaml_path=None).replica == "api-3"
     with pytest.raises(SettingsError, match="CHURN_REPLICA: '../x' is not a replica name"):
         load_api_settings(env={"CHURN_REPLICA": "../x"}, yaml_path=None)
+
+
+def test_yaml_booleans_are_not_numbers(tmp_path: Path) -> None:
+    config = tmp_path / "api.yaml"
+    config.write_text("threads: true\n")
+    with pytest.raises(SettingsError, match="threads: expected an integer, got True"):
+        load_api_settings(env={}, yaml_path=config)
+    config.write_text("canary_weight: yes\n")
+    with pytest.raises(SettingsError, match="canary_weight: expected a number, got True"):
+        load_api_settings(env={}, yaml_path=config)
