@@ -254,6 +254,15 @@ def reliability(session: nox.Session) -> None:
     )
 
 
+@menu(name="lifecycle")
+def lifecycle_tests(session: nox.Session) -> None:
+    """Alias move, MLflow outage, shadow, canary under wrk load, on a registry stack of its own."""
+    require_docker()
+    suites.require_wrk(session)
+    dev(session)
+    pytest(session, "-rs", *(session.posargs or ["tests/lifecycle"]))
+
+
 @menu()
 def deploy(session: nox.Session) -> None:
     """Deploy the stack to Docker Swarm (`-- --replicas N`, default 2), behind a load balancer."""

@@ -178,11 +178,18 @@ def _from_text(text: str) -> WrkResult:
 
 
 def wrk_command(
-    url: str, *, duration_s: int, threads: int, connections: int, timeout_s: int = 5
+    url: str,
+    *,
+    duration_s: int,
+    threads: int,
+    connections: int,
+    timeout_s: int = 5,
+    script: Path = LUA_SCRIPT,
 ) -> list[str]:
     """Return the wrk command line of one scenario (the request itself comes from the env).
 
-    wrk takes whole seconds only.
+    wrk takes whole seconds only. ``script`` replaces `LUA_SCRIPT` (one that loads it and
+    adds hooks, e.g. tests/lifecycle/served.lua).
 
     Raises:
         ValueError: duration under 1 s or not whole, no thread, fewer connections than threads.
@@ -200,7 +207,7 @@ def wrk_command(
         f"--duration={int(duration_s)}s",
         f"--timeout={int(timeout_s)}s",
         "--latency",
-        f"--script={LUA_SCRIPT}",
+        f"--script={script}",
         url,
     ]
 
@@ -213,8 +220,11 @@ def run_wrk(
     duration_s: int,
     threads: int,
     connections: int,
+    script: Path = LUA_SCRIPT,
 ) -> tuple[WrkResult, str]:
     """Run one wrk load against ``url``; return its figures and its raw output.
+
+    ``script`` replaces `LUA_SCRIPT` (see `wrk_command`).
 
     Raises:
         WrkError: wrk is missing, failed (e.g. connection refused at start) or hung.
@@ -222,7 +232,9 @@ def run_wrk(
     """
     if shutil.which("wrk") is None:
         raise WrkError("wrk is not installed: `sudo apt-get install wrk`")
-    cmd = wrk_command(url, duration_s=duration_s, threads=threads, connections=connections)
+    cmd = wrk_command(
+        url, duration_s=duration_s, threads=threads, connections=connections, script=script
+    )
     env = {**os.environ, "BENCH_METHOD": method, "BENCH_BODY_FILE": str(body_file or "")}
     try:
         out = subprocess.run(
