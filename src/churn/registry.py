@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from churn.model_record import SERVING_ARTIFACT, ModelRecord, RecordError, RunRecord
-from churn.predict import ArtifactError, ServingModels
 from churn.registry_names import ALIASES, ARTIFACTS_TAG, CHAMPION, RECORD_KIND, VERSION_TAG
+from churn.serving.prediction import ArtifactError, ServingModels
 
 __all__ = [
     "RegistryClient",

@@ -4,33 +4,31 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
-import numpy as np
-from flask import Flask, Response
+from flask import Flask, Response, current_app, g, request
 
-from churn.api import (
-    docs,
-    health,
-    invocations,
-    metrics,
-    models,
-    monitoring,
-    predict,
-    routing,
-    ui,
-    v2,
-)
+from churn.api.docs import bp as docs_bp
 from churn.api.errors import register_error_handlers
+from churn.api.health import bp as health_bp
+from churn.api.invocations import bp as invocations_bp
 from churn.api.metrics import ApiMetrics
-from churn.api.models import describe_models
+from churn.api.models import bp as models_bp
+from churn.api.monitoring import bp as monitoring_bp
+from churn.api.monitoring import load_monitor
+from churn.api.observe import Exchange, Observer
 from churn.api.openapi import build_openapi
+from churn.api.predict import bp as predict_bp
+from churn.api.prometheus import bp as metrics_bp
 from churn.api.request_log import REQUEST_ID_HEADER, configure_logging, request_id_from
-from churn.api.state import EXTENSION_KEY, ApiState, request_objects
+from churn.api.routing import Router
+from churn.api.state import EXTENSION_KEY, ApiState, get_state
 from churn.api.stats import MlflowStats
+from churn.api.ui import bp as ui_bp
+from churn.api.v2 import bp as v2_bp
 from churn.api.validation import CustomerValidator
 from churn.config import ApiSettings, SettingsError, load_api_settings
-from churn.predict import ArtifactError, ServingModels
+from churn.registry import ServingSet
+from churn.serving.prediction import ArtifactError, ServingModels
 
 __all__ = ["create_app"]
 
@@ -42,8 +40,18 @@ CONTENT_SECURITY_POLICY = (
     "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
-_PREDICT_ENDPOINTS = frozenset({"/predict", "/predict/batch"})
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: The blueprints, one per concern, in the order they are registered.
+BLUEPRINTS = (
+    ui_bp,
+    health_bp,
+    models_bp,
+    predict_bp,
+    docs_bp,
+    metrics_bp,
+    monitoring_bp,
+    v2_bp,
+    invocations_bp,
+)
 
 
 def create_app(settings: ApiSettings | None = None) -> Flask:
@@ -75,16 +83,6 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
 
     served, load_error = _load_models(settings)
     api_metrics = ApiMetrics(replica=settings.replica)
-    api_metrics.models_loaded.set(1 if served is not None else 0)
-    if served is not None:
-        for version in served.versions:
-            metadata = served.info(version).metadata
-            api_metrics.model_info.labels(
-                version,
-                str(metadata.get("algorithm", "unknown")),
-                str(metadata["artifacts"]["model"]["sha256"]),
-            ).set(1)
-
     stats = None
     if settings.stats_enabled:
         assert settings.mlflow_tracking_uri is not None  # noqa: S101 - implied by stats_enabled
@@ -98,18 +96,19 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         )
         api_metrics.watch_mlflow(lambda: stats.is_up)
 
-    drift = monitoring.load_monitor(settings, served.versions) if served is not None else None
+    drift = load_monitor(settings, served.versions) if served is not None else None
     if drift is not None:
         api_metrics.registry.register(drift)
 
+    # The baked models (no aliases: default traffic goes to the configured default version).
+    router = Router(settings, api_metrics, ServingSet(served, {}, "baked"), load_error)
     state = ApiState(
         settings=settings,
         metrics=api_metrics,
         validator=CustomerValidator(),
-        models=served,
-        load_error=load_error,
+        router=router,
+        observer=Observer(api_metrics, stats),
         stats=stats,
-        models_document=describe_models(served, settings, load_error),
         openapi_document=build_openapi(settings),
         drift=drift,
     )
@@ -119,12 +118,11 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         state.internal_errors += 1
 
     register_error_handlers(app, count_internal_error)
-    blueprints = (ui.bp, health.bp, models.bp, predict.bp, docs.bp, metrics.bp, monitoring.bp)
-    for blueprint in (*blueprints, v2.bp, invocations.bp):
+    for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     app.before_request(_start_request)
     app.after_request(_finish_request)
-    routing.install(app, state)
+    router.follow_registry()
 
     log.info(
         "API configured",
@@ -194,52 +192,26 @@ def _run_params(settings: ApiSettings, served: ServingModels | None) -> dict[str
 
 
 def _start_request() -> None:
-    _, req, ctx = request_objects()
-    ctx.started = time.perf_counter()
-    ctx.request_id = request_id_from(req.headers.get(REQUEST_ID_HEADER))
-    ctx.model = None
-    ctx.batch_size = None
-    ctx.probabilities = None
+    """Open the request's `Exchange`: its id (the caller's when sane) and start time."""
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    g.exchange = Exchange(
+        req, request_id_from(req.headers.get(REQUEST_ID_HEADER)), time.perf_counter()
+    )
 
 
 def _finish_request(response: Response) -> Response:
-    app_state, req, ctx = request_objects()
-    started = ctx.get("started") or time.perf_counter()
-    seconds = time.perf_counter() - started
-    request_id = ctx.get("request_id") or request_id_from(None)
-    status = response.status_code
+    """Add the request id and security headers; observe a request no handler observed."""
+    exchange: Exchange | None = g.get("exchange")
+    if exchange is None:  # a before-request hook failed before ours ran
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        exchange = Exchange(req, request_id_from(None), time.perf_counter())
     headers = response.headers
-    headers[REQUEST_ID_HEADER] = request_id
+    headers[REQUEST_ID_HEADER] = exchange.request_id
     headers.setdefault("X-Content-Type-Options", "nosniff")
     if response.mimetype == "text/html":
         headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         headers.setdefault("Referrer-Policy", "same-origin")
-
-    rule = req.url_rule
-    endpoint = rule.rule if rule is not None else "<unmatched>"
-    method = req.method
-    app_state.metrics.observe_request(
-        endpoint, method if method in _METHODS else "OTHER", status, seconds
-    )
-    model = ctx.get("model")
-    probabilities = ctx.get("probabilities")
-    if status == 200 and probabilities is not None and model is not None:
-        churned = int(np.count_nonzero(probabilities >= app_state.settings.threshold))
-        app_state.metrics.observe_predictions(model, churned, len(probabilities))
-        if app_state.stats is not None:
-            label = ctx.get("model_label") or model
-            app_state.stats.record_prediction(label, probabilities, churned, seconds)
-    elif app_state.stats is not None and endpoint in _PREDICT_ENDPOINTS and 400 <= status < 500:
-        app_state.stats.record_rejection()
-
-    fields: dict[str, Any] = {
-        "request_id": request_id,
-        "method": method[:16],
-        "path": req.path[:200],
-        "status": status,
-        "latency_ms": round(seconds * 1000, 3),
-        "model": model[:40] if isinstance(model, str) else None,
-        "batch_size": ctx.get("batch_size"),
-    }
-    log.log(logging.ERROR if status >= 500 else logging.INFO, "request", extra=fields)
+    if not exchange.observed:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        get_state(app).observer.finished(exchange, response.status_code)
     return response

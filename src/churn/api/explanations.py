@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from churn.api.errors import ApiError
-from churn.predict import Explanation, ExplanationUnavailableError, ServingModels
+from churn.serving.prediction import Explanation, ExplanationUnavailableError, ServingModels
 
 __all__ = ["FLAG_VALUES", "explain", "explanation_items", "wants_explanation"]
 

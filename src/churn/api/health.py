@@ -42,7 +42,7 @@ def readiness(state: ApiState) -> tuple[dict[str, Any], int]:
     checks = {"models": models, "mlflow": mlflow}
     degraded = mlflow["status"] == "degraded"
     router = state.router
-    if router is not None and router.watcher is not None:
+    if router.watcher is not None:
         if models["status"] == "ok":  # registry mode: what serves, and from where
             serving = router.current
             models.update(source=serving.source, aliases=dict(serving.aliases))

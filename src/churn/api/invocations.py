@@ -30,8 +30,9 @@ from flask import Blueprint, Request, Response
 from flask.blueprints import BlueprintSetupState
 
 from churn.api.errors import protocol_error_handlers, register_error_shape
-from churn.api.scoring import router_of, score, served_by
-from churn.api.state import request_objects
+from churn.api.observe import Exchange
+from churn.api.scoring import answered, observed, score
+from churn.api.state import ApiState, request_objects
 from churn.api.tabular import TableError, check_rows, columns_to_rows
 
 __all__ = ["bp"]
@@ -88,7 +89,7 @@ def ping() -> Response:
 def version() -> Response:
     """Answer the MLflow version the served models were logged with (MLflow: its own)."""
     state, _, _ = request_objects()
-    router = router_of(state)
+    router = state.router
     serving = router.snapshot()
     text = "unknown"
     if serving.models is not None:
@@ -101,26 +102,24 @@ def version() -> Response:
 
 
 @bp.post("/invocations")
-def invocations() -> Response:
+@observed
+def invocations(state: ApiState, req: Request, exchange: Exchange) -> Response:
     """Score a table of customers; answer ``{"predictions": [[P(No), P(Yes)], ...]}``."""
-    state, req, ctx = request_objects()
-    router = router_of(state)
+    router = state.router
     serving = router.snapshot()
-    requested = router.requested(serving, req, ctx)
+    requested = router.requested(serving, req, exchange)
     version, alias = router.route(serving, requested, None, single=False)
-    served_by(ctx, version, alias)
+    exchange.model = version
     rows = _rows(req, state.settings.max_body_bytes)
-    ctx.batch_size = len(rows)
+    exchange.batch_size = len(rows)
     try:
         records, _ = check_rows(state.validator, rows, state.settings.max_batch)
     except TableError as exc:
         raise MlflowError(400, exc.message) from None
-    probabilities = score(state, serving, ctx, version, records)
-    pairs = [[1.0 - p, p] for p in probabilities.tolist()]
+    result = score(state, serving, version, alias, records)
+    pairs = [[1.0 - p, p] for p in result.probabilities.tolist()]
     response = Response(json.dumps({"predictions": pairs}), mimetype="application/json")
-    return router.answered(
-        serving, version, alias, records, probabilities, response, routed=requested is None
-    )
+    return answered(state, exchange, serving, result, response, routed=requested is None)
 
 
 def _rows(req: Request, max_bytes: int) -> list[Any]:

@@ -1,4 +1,4 @@
-"""Prometheus metrics of one app, in its own registry, and the ``/metrics`` endpoint.
+"""Prometheus metrics of one app, in its own registry (served by `churn.api.prometheus`).
 
 Each app gets a private `CollectorRegistry`, so several apps in one process (tests) never
 collide. Every series carries a ``replica`` label (``CHURN_REPLICA``, default the host name),
@@ -22,20 +22,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Blueprint, Response, current_app
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
-from churn.api.state import get_state
-
-__all__ = ["ApiMetrics", "bp"]
+__all__ = ["ApiMetrics"]
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -181,13 +171,3 @@ class ApiMetrics:
         if total - churn_count:
             children[1].inc(total - churn_count)
         children[2].observe(total)
-
-
-bp = Blueprint("metrics", __name__)
-
-
-@bp.get("/metrics")
-def metrics() -> Response:
-    """Prometheus text exposition of this app's registry."""
-    body = generate_latest(get_state(current_app).metrics.exposed)  # type: ignore[arg-type]
-    return Response(body, status=200, content_type=CONTENT_TYPE_LATEST)

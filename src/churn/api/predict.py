@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Request, Response, jsonify
 
 from churn.api.errors import ApiError
 from churn.api.explanations import explain, explanation_items, wants_explanation
-from churn.api.scoring import router_of, score, served_by
-from churn.api.state import request_objects
+from churn.api.observe import Exchange
+from churn.api.scoring import answered, observed, score
+from churn.api.state import ApiState
 from churn.api.validation import read_json_body, summarize
 from churn.schema import ID_COLUMN
 
@@ -19,68 +20,58 @@ bp = Blueprint("predict", __name__)
 
 
 @bp.post("/predict")
-def predict_one() -> Response:
+@observed
+def predict_one(state: ApiState, req: Request, exchange: Exchange) -> Response:
     """Score one customer object."""
-    state, req, ctx = request_objects()
-    router = router_of(state)
+    router = state.router
     serving = router.snapshot()
-    requested = router.requested(serving, req, ctx)
+    requested = router.requested(serving, req, exchange)
     explaining = wants_explanation(req.args)
     body = read_json_body(req, state.settings.max_body_bytes)
-    ctx.batch_size = 1
+    exchange.batch_size = 1
     record, customer_id, problems = state.validator.validate(body)
     if problems:
         message, details = summarize(problems, "the customer")
         raise ApiError(422, "validation_error", message, details)
     version, alias = router.route(serving, requested, customer_id, single=True)
-    served_by(ctx, version, alias)
-    probabilities = score(state, serving, ctx, version, [record])  # type: ignore[list-item]
-    probability = float(probabilities[0])
+    result = score(state, serving, version, alias, [record])  # type: ignore[list-item]
     answer: dict[str, Any] = {
         "model": version,
         "alias": alias,
-        "churn": probability >= state.settings.threshold,
-        "churn_probability": probability,
-        "request_id": ctx.request_id,
+        "churn": bool(result.churn[0]),
+        "churn_probability": float(result.probabilities[0]),
+        "request_id": exchange.request_id,
     }
     if customer_id is not None:
         answer[ID_COLUMN] = customer_id
     if explaining:
         assert serving.models is not None  # noqa: S101 - score raised 503 otherwise
         answer["explanation"] = explanation_items(explain(serving.models, version, [record]))[0]
-    return router.answered(
-        serving,
-        version,
-        alias,
-        [record],
-        probabilities,
-        jsonify(answer),
-        routed=requested is None,
-    )
+    return answered(state, exchange, serving, result, jsonify(answer), routed=requested is None)
 
 
 @bp.post("/predict/batch")
-def predict_batch() -> Response:
+@observed
+def predict_batch(state: ApiState, req: Request, exchange: Exchange) -> Response:
     """Score ``{"instances": [customer, ...]}``, answering in input order."""
-    state, req, ctx = request_objects()
-    router = router_of(state)
+    router = state.router
     serving = router.snapshot()
-    requested = router.requested(serving, req, ctx)
+    requested = router.requested(serving, req, exchange)
     explaining = wants_explanation(req.args)
     body = read_json_body(req, state.settings.max_body_bytes)
     instances = _instances(body, state.settings.max_batch)
-    ctx.batch_size = len(instances)
+    exchange.batch_size = len(instances)
     records, ids, problems = state.validator.validate_many(instances)
     if problems:
         message, details = summarize(problems, f"the batch of {len(instances)} instances")
         raise ApiError(422, "validation_error", message, details)
     version, alias = router.route(serving, requested, None, single=False)
-    served_by(ctx, version, alias)
-    probabilities = score(state, serving, ctx, version, records)
-    threshold = state.settings.threshold
+    result = score(state, serving, version, alias, records)
     predictions: list[dict[str, Any]] = []
-    for probability, customer_id in zip(probabilities.tolist(), ids, strict=True):
-        item: dict[str, Any] = {"churn": probability >= threshold, "churn_probability": probability}
+    for probability, churn, customer_id in zip(
+        result.probabilities.tolist(), result.churn.tolist(), ids, strict=True
+    ):
+        item: dict[str, Any] = {"churn": churn, "churn_probability": probability}
         if customer_id is not None:
             item[ID_COLUMN] = customer_id
         predictions.append(item)
@@ -94,17 +85,9 @@ def predict_batch() -> Response:
         "model": version,
         "alias": alias,
         "predictions": predictions,
-        "request_id": ctx.request_id,
+        "request_id": exchange.request_id,
     }
-    return router.answered(
-        serving,
-        version,
-        alias,
-        records,
-        probabilities,
-        jsonify(answer),
-        routed=requested is None,
-    )
+    return answered(state, exchange, serving, result, jsonify(answer), routed=requested is None)
 
 
 def _instances(body: object, max_batch: int) -> list[object]:

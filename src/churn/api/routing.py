@@ -10,37 +10,43 @@
   background thread after the answer; disagreements on the churn decision are counted.
 * Every answer names the version and alias that served it (body ``model``/``alias``,
   headers `VERSION_HEADER`/`ALIAS_HEADER`); metrics are labelled by both.
-* ``POST /registry/refresh`` (``Authorization: Bearer $CHURN_REGISTRY_TOKEN``) makes the
-  registry watcher look at the aliases at once instead of at its next poll.
+* ``POST /registry/refresh`` (`churn.api.models`) makes the registry watcher look at the
+  aliases at once instead of at its next poll.
+* The router also keeps what describes the served set: the ``/models`` document, the reason
+  the models did not load, and the ``models_loaded``/``model_info`` metrics.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import queue
 import random
 import threading
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from flask import Blueprint, Flask, Request, Response, current_app, jsonify
-from flask.ctx import _AppCtxGlobals
+from flask import Request, Response
 from prometheus_client import Counter, Gauge
 
 from churn.api.errors import ApiError
-from churn.api.models import describe_models
-from churn.api.state import get_state
 from churn.registry import RegistryClient, RegistryWatcher, ServingSet
 from churn.registry_names import CHALLENGER, CHAMPION
 
 if TYPE_CHECKING:
-    from churn.api.state import ApiState
+    from churn.api.metrics import ApiMetrics
+    from churn.api.observe import Exchange
     from churn.config import ApiSettings
+    from churn.serving.prediction import Prediction, ServingModels
 
-__all__ = ["ALIAS_HEADER", "VERSION_HEADER", "Router", "bp", "bucket", "install"]
+__all__ = [
+    "ALIAS_HEADER",
+    "VERSION_HEADER",
+    "Router",
+    "bucket",
+    "describe_model",
+    "describe_models",
+]
 
 log = logging.getLogger("churn.api")
 
@@ -48,8 +54,8 @@ VERSION_HEADER = "X-Model-Version"
 ALIAS_HEADER = "X-Model-Alias"
 #: Records waiting for shadow scoring; past this, shadow work is dropped (and counted).
 SHADOW_QUEUE = 1000
-
-bp = Blueprint("routing", __name__)
+#: Keys of the metadata's ``mlflow`` block shown publicly (the tracking URI is left out).
+_MLFLOW_KEYS = ("experiment", "run_id", "registered_model", "registered_version")
 
 
 def bucket(customer_id: str) -> float:
@@ -59,16 +65,26 @@ def bucket(customer_id: str) -> float:
 
 
 class Router:
-    """The served set, the traffic rules, shadow scoring and their metrics."""
+    """The served set, what describes it, the traffic rules, shadow scoring and their metrics."""
 
-    def __init__(self, state: ApiState, initial: ServingSet) -> None:
-        self._state = state
-        settings = state.settings
+    def __init__(
+        self,
+        settings: ApiSettings,
+        metrics: ApiMetrics,
+        initial: ServingSet,
+        load_error: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
         self.weight = settings.canary_weight
         self.threshold = settings.threshold
         self.current = initial
+        #: Why the models did not load (None once a set with models is served).
+        self.load_error = load_error if initial.models is None else None
+        #: The ``/models`` answer of the current set (computed at each publish, not per request).
+        self.models_document = describe_models(initial.models, settings, self.load_error)
         self.watcher: RegistryWatcher | None = None
-        registry = state.metrics.registry
+        registry = metrics.registry
         self.served = Counter(
             "churn_api_served",
             "Prediction requests answered, by model version and alias.",
@@ -105,6 +121,7 @@ class Router:
         if settings.shadow:
             self._shadow = queue.Queue(SHADOW_QUEUE)
             threading.Thread(target=self._shadow_loop, name="shadow", daemon=True).start()
+        self._label_models(initial.models)
         self._label_aliases(initial)
 
     # -- the served set ----------------------------------------------------------------------
@@ -115,23 +132,46 @@ class Router:
 
     def publish(self, serving: ServingSet) -> None:
         """Serve ``serving`` from now on (one assignment) and update what describes it."""
-        state = self._state
         self.current = serving
-        state.models = serving.models
-        state.load_error = None if serving.models is not None else state.load_error
-        state.models_document = describe_models(serving.models, state.settings, state.load_error)
-        state.metrics.models_loaded.set(1 if serving.models is not None else 0)
         if serving.models is not None:
-            state.metrics.model_info.clear()
-            for version in serving.models.versions:
-                metadata = serving.models.info(version).metadata
-                state.metrics.model_info.labels(
+            self.load_error = None
+        self.models_document = describe_models(serving.models, self._settings, self.load_error)
+        self._label_models(serving.models)
+        self._label_aliases(serving)
+        self.swaps.inc()
+
+    def follow_registry(self) -> None:
+        """In registry mode, load from the registry now and follow its aliases from then on.
+
+        The first look at the registry happens here (bounded by the request timeout); the
+        baked models, when they loaded, serve until it succeeds.
+        """
+        settings = self._settings
+        if settings.model_source != "registry":
+            return
+        assert settings.mlflow_tracking_uri is not None  # noqa: S101 - checked by the settings
+        client = RegistryClient(
+            settings.mlflow_tracking_uri,
+            settings.registry_model,
+            username=settings.mlflow_username,
+            password=settings.mlflow_password,
+        )
+        self.watcher = RegistryWatcher(client, self.publish, interval=settings.registry_poll)
+        self.watcher.poll_once()
+        self.watcher.start()
+
+    def _label_models(self, models: ServingModels | None) -> None:
+        metrics = self._metrics
+        metrics.models_loaded.set(1 if models is not None else 0)
+        if models is not None:
+            metrics.model_info.clear()
+            for version in models.versions:
+                metadata = models.info(version).metadata
+                metrics.model_info.labels(
                     version,
                     str(metadata.get("algorithm", "unknown")),
                     str(metadata["artifacts"]["model"]["sha256"]),
                 ).set(1)
-        self._label_aliases(serving)
-        self.swaps.inc()
 
     def _label_aliases(self, serving: ServingSet) -> None:
         self.alias_gauge.clear()
@@ -161,22 +201,22 @@ class Router:
         """Return the versions ``serving`` can answer with (the configured ones before loading)."""
         if serving.models is not None:
             return tuple(serving.models.versions)
-        return tuple(self._state.settings.model_versions)
+        return tuple(self._settings.model_versions)
 
-    def requested(self, serving: ServingSet, req: Request, ctx: _AppCtxGlobals) -> str | None:
+    def requested(self, serving: ServingSet, req: Request, exchange: Exchange) -> str | None:
         """Return the version ``?model=`` names (None when absent), or raise 404."""
-        return self.named(serving, req.args.get("model"), ctx)
+        return self.named(serving, req.args.get("model"), exchange)
 
-    def named(self, serving: ServingSet, version: str | None, ctx: _AppCtxGlobals) -> str | None:
+    def named(self, serving: ServingSet, version: str | None, exchange: Exchange) -> str | None:
         """Return ``version`` when ``serving`` serves it (None stays None), or raise 404.
 
-        ``ctx.model`` is set at once (to the champion for None), so that even a request
-        refused later is counted under the version it asked for.
+        The exchange is labelled at once (with the champion for None), so that even a request
+        refused later is logged under the version it asked for.
         """
         if version is None:
-            ctx.model = serving.aliases.get(CHAMPION, self._state.settings.default_model)
+            exchange.model = serving.aliases.get(CHAMPION, self._settings.default_model)
             return None
-        ctx.model = version
+        exchange.model = version
         available = self.available(serving)
         if version not in available:
             listing = ", ".join(available) or "none loaded"
@@ -203,7 +243,7 @@ class Router:
         aliases = serving.aliases
         champion = aliases.get(CHAMPION)
         if champion is None:
-            champion = self._state.settings.default_model
+            champion = self._settings.default_model
         challenger = aliases.get(CHALLENGER)
         if single and challenger is not None and self.weight > 0.0:
             draw = (
@@ -214,44 +254,36 @@ class Router:
         return champion, (CHAMPION if CHAMPION in aliases else None)
 
     def answered(
-        self,
-        serving: ServingSet,
-        version: str,
-        alias: str | None,
-        records: Sequence[Mapping[str, object]],
-        probabilities: np.ndarray,
-        response: Response,
-        *,
-        routed: bool,
-    ) -> Response:
+        self, serving: ServingSet, result: Prediction, response: Response, *, routed: bool
+    ) -> None:
         """Label an answer with its version and alias, count it, and queue shadow scoring.
 
         Only default traffic the champion answered (``routed``, not ``?model=``) is shadowed,
         by the challenger.
         """
+        version = result.version
+        alias = result.alias
         label = alias or "none"
-        response.headers[VERSION_HEADER] = version
-        response.headers[ALIAS_HEADER] = label
+        headers = response.headers
+        headers[VERSION_HEADER] = version
+        headers[ALIAS_HEADER] = label
         self.served.labels(version, label).inc()
         if self._shadow is not None and routed and alias == CHAMPION:
             other = serving.aliases.get(CHALLENGER)
             if other is not None and other != version:
                 try:
-                    self._shadow.put_nowait((serving, other, records, probabilities))
+                    self._shadow.put_nowait((serving, other, result.records, result.churn))
                 except queue.Full:
                     self.shadow_dropped.inc()
-        return response
 
     def _shadow_loop(self) -> None:
         assert self._shadow is not None  # noqa: S101 - started only with a queue
         while True:
-            serving, version, records, primary = self._shadow.get()
+            serving, version, records, answered = self._shadow.get()
             try:
                 shadow = serving.models.predict_proba(version, records)
                 label = serving.alias_of(version) or "none"
-                differ = int(
-                    np.count_nonzero((shadow >= self.threshold) != (primary >= self.threshold))
-                )
+                differ = int(np.count_nonzero((shadow >= self.threshold) != answered))
                 self.shadow_scored.labels(version, label).inc(len(records))
                 if differ:
                     self.shadow_disagreements.labels(version, label).inc(differ)
@@ -266,64 +298,54 @@ class Router:
             self._shadow.join()
 
 
-def _baked_set(state: ApiState) -> ServingSet:
-    """Return the image's models: no aliases (default traffic goes to the configured default)."""
-    return ServingSet(state.models, {}, "baked")
+def describe_model(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Return the public description of one model from its metadata record."""
+    mlflow = _mapping(metadata.get("mlflow"))
+    artifacts = {
+        kind: {"path": str(entry.get("path")), "sha256": str(entry.get("sha256"))}
+        for kind, entry in _mapping(metadata.get("artifacts")).items()
+        if isinstance(entry, dict)
+    }
+    metrics = {
+        name: value
+        for name, value in _mapping(metadata.get("metrics")).items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    return {
+        "version": str(metadata.get("version")),
+        "algorithm": str(metadata.get("algorithm", "unknown")),
+        "hyperparameters": _mapping(metadata.get("hyperparameters")),
+        "metrics": metrics,
+        "artifacts": artifacts,
+        "training_data_sha256": _text(metadata.get("training_data_sha256")),
+        "trained_at": _text(metadata.get("trained_at")),
+        "mlflow_run_id": _text(mlflow.get("run_id")),
+        "mlflow": {key: mlflow[key] for key in _MLFLOW_KEYS if key in mlflow},
+        "library_versions": _mapping(metadata.get("library_versions")),
+    }
 
 
-def install(app: Flask, state: ApiState) -> Router:
-    """Attach a `Router` to ``state``; in registry mode, load from and follow the registry.
-
-    The first look at the registry happens here (bounded by the request timeout); the
-    baked models, when they loaded, serve until it succeeds.
-    """
-    router = Router(state, _baked_set(state))
-    state.router = router
-    app.register_blueprint(bp)
-    settings: ApiSettings = state.settings
-    if settings.model_source == "registry":
-        assert settings.mlflow_tracking_uri is not None  # noqa: S101 - checked by the settings
-        client = RegistryClient(
-            settings.mlflow_tracking_uri,
-            settings.registry_model,
-            username=settings.mlflow_username,
-            password=settings.mlflow_password,
-        )
-        router.watcher = RegistryWatcher(client, router.publish, interval=settings.registry_poll)
-        router.watcher.poll_once()
-        router.watcher.start()
-    return router
+def describe_models(
+    models: ServingModels | None, settings: ApiSettings, load_error: str | None
+) -> dict[str, Any]:
+    """Return the ``/models`` answer of a served set (computed when the set is published)."""
+    document: dict[str, Any] = {
+        "default": settings.default_model,
+        "versions": list(models.versions) if models is not None else [],
+        "ready": models is not None,
+        "threshold": settings.threshold,
+        "models": [],
+    }
+    if models is None:
+        document["reason"] = load_error or "models not loaded"
+        return document
+    document["models"] = [describe_model(models.info(v).metadata) for v in models.versions]
+    return document
 
 
-@bp.post("/registry/refresh")
-def refresh() -> tuple[Response, int]:
-    """Look at the registry aliases now (``Authorization: Bearer <CHURN_REGISTRY_TOKEN>``)."""
-    state = get_state(current_app)
-    from flask import request
+def _mapping(value: object) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
 
-    router = state.router
-    token = state.settings.registry_token
-    if router is None or router.watcher is None or not token:
-        raise ApiError(
-            404,
-            "not_found",
-            "registry notifications are off (CHURN_MODEL_SOURCE=registry and "
-            "CHURN_REGISTRY_TOKEN turn them on)",
-        )
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer ") or not header[7:].strip():
-        raise ApiError(
-            401,
-            "unauthorized",
-            "missing token: send 'Authorization: Bearer <CHURN_REGISTRY_TOKEN>'",
-            [{"field": "Authorization", "problem": "required bearer token is missing"}],
-        )
-    if not hmac.compare_digest(header[7:].strip().encode(), token.encode()):
-        raise ApiError(
-            403,
-            "forbidden",
-            "wrong token",
-            [{"field": "Authorization", "problem": "the bearer token is not the configured one"}],
-        )
-    router.watcher.wake()
-    return jsonify({"status": "accepted", "registry": router.watcher.status()}), 202
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,53 +1,68 @@
 """Scoring validated records: one path for ``/predict``, ``/v2/.../infer`` and ``/invocations``.
 
-Every protocol reads the served set once (`Router.snapshot`), picks the version the request
-names or the one the traffic rules give (`Router.named`, `Router.route`), scores with `score`
-(probabilities kept for the request's log line and metrics, records counted for drift) and
-labels its answer with `Router.answered` (version and alias headers, served counts, shadow).
-Only the shape of the request and of the answer differs between protocols.
+Every protocol's handler is wrapped by `observed` (it gets the app state, the request and its
+`Exchange`; an error it raises is answered and observed there), reads the served set once
+(`Router.snapshot`), picks the version the request names or the one the traffic rules give
+(`Router.requested`, `Router.route`), scores with `score` (a `Prediction`: probabilities and
+verdicts at the threshold; the records counted for drift) and ends with ONE call, `answered`:
+version and alias headers, served counts and shadow (`Router.answered`), then metrics,
+serving statistics and the log line (`Observer.answered`). Only the shape of the request and
+of the answer differs between protocols.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from flask.ctx import _AppCtxGlobals
+from flask import Response, current_app
 
 from churn.api.errors import ApiError
+from churn.api.state import ApiState, request_objects
 
 if TYPE_CHECKING:
-    from churn.api.routing import Router
-    from churn.api.state import ApiState
+    from churn.api.observe import Exchange
     from churn.registry import ServingSet
+    from churn.serving.prediction import Prediction
 
-__all__ = ["router_of", "score", "served_by"]
+__all__ = ["answered", "observed", "score"]
 
-
-def router_of(state: ApiState) -> Router:
-    """Return the app's router (`create_app` installs it before serving)."""
-    assert state.router is not None  # noqa: S101 - installed by create_app
-    return state.router
+View = Callable[..., Response]
 
 
-def served_by(ctx: _AppCtxGlobals, version: str, alias: str | None) -> None:
-    """Record on ``ctx`` the version and alias answering (the log line's and metrics' labels)."""
-    ctx.model = version
-    ctx.model_label = f"{version}.{alias}" if alias else version
+def observed(view: Callable[..., Response]) -> View:
+    """Wrap a prediction view: call it as ``view(state, request, exchange, **url_values)``.
+
+    An exception it raises is answered here, by the app's error handlers (the protocol's
+    error shape included), and the refusal observed with the version and batch size the view
+    had put on the exchange.
+    """
+
+    @functools.wraps(view)
+    def run(**url_values: Any) -> Response:
+        state, req, exchange = request_objects()
+        try:
+            return view(state, req, exchange, **url_values)
+        except Exception as exc:  # noqa: BLE001 - answered by the app's handlers, as Flask would
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            response = app.make_response(app.handle_user_exception(exc))
+            state.observer.refused(exchange, response.status_code)
+            return response  # type: ignore[no-any-return]
+
+    return run
 
 
 def score(
     state: ApiState,
     serving: ServingSet,
-    ctx: _AppCtxGlobals,
     version: str,
+    alias: str | None,
     records: Sequence[Mapping[str, object]],
-) -> np.ndarray:
-    """Return the churn probabilities of validated ``records`` scored by ``version``.
+) -> Prediction:
+    """Return the `Prediction` of validated ``records`` by ``version`` (answering as ``alias``).
 
-    The probabilities are kept on ``ctx`` for the request's log line and metrics, and the
-    records are counted into the drift bins (never kept).
+    The records are counted into the drift bins (never kept).
 
     Raises:
         ApiError: 503 when no models are loaded (``/ready`` says why).
@@ -59,8 +74,25 @@ def score(
             "models_unavailable",
             "the models are not loaded; see /ready for the reason",
         )
-    probabilities = serving.models.predict_proba(version, records)
-    ctx.probabilities = probabilities
+    result = serving.models.predict(version, records, state.settings.threshold, alias)
     if state.drift is not None:  # counts into bins only; the records are not kept
-        state.drift.observe(version, records, probabilities.tolist())
-    return probabilities
+        state.drift.observe(version, records, result.probabilities.tolist())
+    return result
+
+
+def answered(
+    state: ApiState,
+    exchange: Exchange,
+    serving: ServingSet,
+    result: Prediction,
+    response: Response,
+    *,
+    routed: bool,
+) -> Response:
+    """Label, count, shadow and observe an answer: the one call a handler ends with.
+
+    ``routed`` is True when the traffic rules chose the version (no version named).
+    """
+    state.router.answered(serving, result, response, routed=routed)
+    state.observer.answered(exchange, result)
+    return response

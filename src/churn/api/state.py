@@ -1,4 +1,8 @@
-"""What an app holds for its lifetime: settings, the served models, metrics, statistics."""
+"""What an app holds for its lifetime: settings, the router of the served models, metrics.
+
+`ApiState` holds plain objects built by `create_app`; it imports only their types, and none
+of them imports it, so the request path reads downwards: blueprint -> state -> its parts.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Request, current_app, g, request
-from flask.ctx import _AppCtxGlobals
 
 if TYPE_CHECKING:
     from churn.api.metrics import ApiMetrics
+    from churn.api.observe import Exchange, Observer
     from churn.api.routing import Router
     from churn.api.stats import MlflowStats
     from churn.api.validation import CustomerValidator
     from churn.config import ApiSettings
     from churn.drift import DriftMonitor
-    from churn.predict import ServingModels
+    from churn.serving.prediction import ServingModels
 
 __all__ = ["ApiState", "get_state", "request_objects"]
 
@@ -29,20 +33,33 @@ class ApiState:
     settings: ApiSettings
     metrics: ApiMetrics
     validator: CustomerValidator
-    #: The verified models, or None when loading failed (then `load_error` says why).
-    models: ServingModels | None
-    load_error: str | None
+    #: The served set and traffic rules (`churn.api.routing`).
+    router: Router
+    #: Metrics, serving statistics and the log line of each request (`churn.api.observe`).
+    observer: Observer
     #: MLflow serving statistics, or None when disabled.
     stats: MlflowStats | None
-    #: The /models answer and the OpenAPI document, computed once.
-    models_document: dict[str, Any] = field(default_factory=dict)
+    #: The OpenAPI document, computed once.
     openapi_document: dict[str, Any] = field(default_factory=dict)
     #: Served-input counts for drift, or None when no model has a reference (churn.drift).
     drift: DriftMonitor | None = None
     #: How often the catch-all error handler answered (tests assert it stays 0).
     internal_errors: int = 0
-    #: The served set and traffic rules (`churn.api.routing`); set by `create_app`.
-    router: Router | None = None
+
+    @property
+    def models(self) -> ServingModels | None:
+        """The verified models served now, or None when loading failed (`load_error` says why)."""
+        return self.router.current.models
+
+    @property
+    def load_error(self) -> str | None:
+        """Why the models are not loaded, or None."""
+        return self.router.load_error
+
+    @property
+    def models_document(self) -> dict[str, Any]:
+        """The ``/models`` document of the served set (without the router's description)."""
+        return self.router.models_document
 
 
 def get_state(app: Flask) -> ApiState:
@@ -50,8 +67,8 @@ def get_state(app: Flask) -> ApiState:
     return app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
 
 
-def request_objects() -> tuple[ApiState, Request, _AppCtxGlobals]:
-    """Return the current app's state, the request and ``g``: the objects behind Flask's proxies.
+def request_objects() -> tuple[ApiState, Request, Exchange]:
+    """Return the current app's state, the request and its `Exchange`: the objects behind proxies.
 
     Every attribute read through a proxy costs a context lookup; code on the request path
     resolves them once with this and works on the objects.
@@ -59,5 +76,5 @@ def request_objects() -> tuple[ApiState, Request, _AppCtxGlobals]:
     return (
         get_state(current_app._get_current_object()),  # type: ignore[attr-defined]
         request._get_current_object(),  # type: ignore[attr-defined]
-        g._get_current_object(),
+        g.exchange,
     )

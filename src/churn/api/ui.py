@@ -100,16 +100,16 @@ def index() -> str:
     """Render the prediction form."""
     state = get_state(current_app)
     settings = state.settings
-    serving = state.router.current if state.router is not None else None
-    served = serving.models if serving is not None else None
+    serving = state.router.current
+    served = serving.models
     return render_template(
         "index.html",
         sections=form_sections(),
         versions=served.versions if served is not None else settings.model_versions,
         default_model=settings.default_model,
-        aliases=dict(serving.aliases) if serving is not None else {},
-        model_source=serving.source if serving is not None else settings.model_source,
-        models_ready=state.models is not None,
+        aliases=dict(serving.aliases),
+        model_source=serving.source,
+        models_ready=served is not None,
         load_error=state.load_error,
         mlflow_ui_url=settings.mlflow_ui_url,
         mlflow_ui_url_derived=settings.mlflow_ui_url_derived,

@@ -32,7 +32,8 @@ from flask.blueprints import BlueprintSetupState
 import churn
 from churn.api.errors import ApiError, protocol_error_handlers, register_error_shape
 from churn.api.explanations import explain, wants_explanation
-from churn.api.scoring import router_of, score, served_by
+from churn.api.observe import Exchange
+from churn.api.scoring import answered, observed, score
 from churn.api.state import ApiState, request_objects
 from churn.api.tabular import TableError, check_rows
 from churn.registry import ServingSet
@@ -140,7 +141,7 @@ def _version(state: ApiState, name: str, version: str | None) -> tuple[ServingSe
     """
     if name != MODEL_NAME:
         raise V2Error(404, f"unknown model {name[:40]!r}; served: {MODEL_NAME!r}")
-    router = router_of(state)
+    router = state.router
     serving = router.snapshot()
     available = router.available(serving)
     if version is not None and version not in available:
@@ -176,7 +177,7 @@ def metadata(name: str) -> Response:
     """Model metadata: every served version."""
     state, _, _ = request_objects()
     serving, _, _ = _version(state, name, None)
-    document = model_metadata(list(router_of(state).available(serving)))
+    document = model_metadata(list(state.router.available(serving)))
     return Response(json.dumps(document), mimetype="application/json")
 
 
@@ -209,21 +210,26 @@ def version_ready(name: str, version: str) -> Response:
 
 
 @bp.post("/models/<name>/infer")
-def infer(name: str) -> Response:
+@observed
+def infer(state: ApiState, req: Request, exchange: Exchange, name: str) -> Response:
     """Inference with the default version."""
-    return _infer(name, None)
+    return _infer(state, req, exchange, name, None)
 
 
 @bp.post("/models/<name>/versions/<version>/infer")
-def infer_version(name: str, version: str) -> Response:
+@observed
+def infer_version(
+    state: ApiState, req: Request, exchange: Exchange, name: str, version: str
+) -> Response:
     """Inference with one version."""
-    return _infer(name, version)
+    return _infer(state, req, exchange, name, version)
 
 
-def _infer(name: str, version: str | None) -> Response:
-    state, req, ctx = request_objects()
+def _infer(
+    state: ApiState, req: Request, exchange: Exchange, name: str, version: str | None
+) -> Response:
     serving, served, alias = _version(state, name, version)
-    served_by(ctx, served, alias)
+    exchange.model = served
     request, binary = _read_request(req, state.settings.max_body_bytes)
     parameters = _object(request.get("parameters", {}), "parameters")
     request_id = request.get("id")
@@ -231,15 +237,15 @@ def _infer(name: str, version: str | None) -> Response:
         raise V2Error(400, "'id' must be a string")
     outputs = _requested_outputs(request, parameters, wants_explanation(req.args))
     rows = _rows(request.get("inputs"), binary, state.settings.max_batch)
-    ctx.batch_size = len(rows)
+    exchange.batch_size = len(rows)
     try:
         records, _ = check_rows(state.validator, rows, state.settings.max_batch)
     except TableError as exc:
         raise V2Error(400, exc.message) from None
-    probabilities = score(state, serving, ctx, served, records)
+    result = score(state, serving, served, alias, records)
     values: dict[str, np.ndarray] = {
-        "churn_probability": probabilities,
-        "churn": probabilities >= state.settings.threshold,
+        "churn_probability": result.probabilities,
+        "churn": result.churn,
     }
     if any(o in _EXPLAIN_OUTPUTS for o, _ in outputs):
         assert serving.models is not None  # noqa: S101 - score raised 503 otherwise
@@ -274,9 +280,7 @@ def _infer(name: str, version: str | None) -> Response:
         response.headers[HEADER_LENGTH] = str(len(header))
     else:
         response = Response(header, mimetype="application/json")
-    return router_of(state).answered(
-        serving, served, alias, records, probabilities, response, routed=version is None
-    )
+    return answered(state, exchange, serving, result, response, routed=version is None)
 
 
 def _object(value: object, what: str) -> dict[str, Any]:

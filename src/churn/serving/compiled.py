@@ -16,7 +16,7 @@ import numpy as np
 
 from churn.serving import scorers
 from churn.serving.artifacts import ArtifactError
-from churn.serving.features import CompiledPreprocessor
+from churn.serving.encoding import CompiledPreprocessor
 from churn.serving.scorers import LinearScorer, Scorer, TreeEnsembleScorer
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_compiled"]

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from churn.schema import FEATURE_COLUMNS
-from churn.serving.features import CompiledPreprocessor, Record
+from churn.serving.encoding import CompiledPreprocessor, Record
 
 if TYPE_CHECKING:  # scorers imports nothing of this module; the import is for the annotation
     from churn.serving.scorers import LinearScorer

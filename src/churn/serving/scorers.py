@@ -25,7 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
-from churn.serving.features import CodeMap, CompiledPreprocessor, Record, values_getter
+from churn.serving.encoding import CodeMap, CompiledPreprocessor, Record, values_getter
 
 _ALL = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 _WORD_BITS = 64
@@ -45,7 +45,7 @@ MAX_COMPILED_BYTES = 256 * 2**20
 class Scorer(Protocol):
     """A compiled model: records in, positive-class probabilities out."""
 
-    #: a short name of the evaluation path, shown in `churn.predict.ModelInfo`
+    #: a short name of the evaluation path, shown in `churn.serving.prediction.ModelInfo`
     engine: str
 
     def proba(self, records: Sequence[Record]) -> np.ndarray:

@@ -158,3 +158,46 @@ def test_each_replica_labels_its_metrics_and_writes_its_own_log_file(
     assert sorted(p.name for p in log_dir.iterdir()) == ["api-api-1.log", "api-api-2.log"]
     first = (log_dir / "api-api-1.log").read_text()
     assert '"path": "/health"' in first and "api-api-2" not in first
+
+
+def test_prediction_values_never_travel_through_flask_g(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    seen: list[set[str]] = []
+
+    @app.after_request
+    def _look(response):  # runs before the app's own hook (registered later runs first)
+        from flask import g
+
+        seen.append(set(vars(g)))
+        return response
+
+    client = app.test_client()
+    client.post("/predict", json=EXAMPLE_CUSTOMER)
+    client.post("/predict/batch", json={"instances": [EXAMPLE_CUSTOMER] * 2})
+    client.post("/predict", json={})
+    client.post("/v2/models/churn/infer", json={"inputs": []})
+    client.get("/health")
+    assert seen and all(names == {"exchange"} for names in seen), seen
+
+
+def test_refusals_of_every_protocol_are_logged_once_with_the_version_asked_for(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    log_dir = tmp_path / "logs"
+    client = make_app(log_dir=str(log_dir)).test_client()
+    client.post("/predict?model=v1", json={})
+    client.post("/predict?model=v9", json=EXAMPLE_CUSTOMER)
+    client.post("/v2/models/churn/versions/v1/infer", json={"inputs": "nope"})
+    client.post("/invocations?model=v1", json={"dataframe_records": [{}, {}]})
+    client.post("/invocations", data="x", content_type="text/plain")
+    lines = [line for line in _log_lines(log_dir) if line["message"] == "request"]
+    assert [(line["status"], line["model"], line["batch_size"]) for line in lines] == [
+        (422, "v1", 1),
+        (404, "v9", None),
+        (400, "v1", None),
+        (400, "v1", 2),
+        (415, "v2", None),
+    ]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert _sample(metrics, "churn_api_requests_total", endpoint="/predict", status="422") == 1
+    assert _sample(metrics, "churn_api_requests_total", endpoint="/invocations", status="400") == 1

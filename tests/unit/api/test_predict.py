@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 
 from churn.api.state import ApiState
 from churn.config import ArtifactPaths
-from churn.predict import ServingModels
 from churn.schema import FEATURE_COLUMNS
+from churn.serving.prediction import ServingModels
 
 RecordFactory = Callable[..., list[dict[str, object]]]
 

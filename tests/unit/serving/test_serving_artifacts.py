@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from churn.config import ArtifactPaths
-from churn.predict import (
+from churn.serving.artifacts import read_records
+from churn.serving.prediction import (
     ArtifactError,
     ModelInfo,
     ServingModels,
     UnknownVersionError,
     verify_artifact,
 )
-from churn.serving.artifacts import read_records
 
 
 def _metadata(root: Path, version: str) -> dict:

@@ -19,7 +19,7 @@ from churn.schema import FEATURE_COLUMNS
 from churn.serving import scorers
 from churn.serving.artifacts import ArtifactError
 from churn.serving.compiled import FORMAT, FORMAT_VERSION, load_compiled
-from churn.serving.features import CompiledPreprocessor
+from churn.serving.encoding import CompiledPreprocessor
 from churn.serving.scorers import Scorer, TreeEnsembleScorer
 
 TOLERANCE = 1e-9
@@ -184,7 +184,7 @@ def test_an_ensemble_too_large_to_tabulate_is_refused(monkeypatch, fitted, compi
 
 
 def test_concurrent_callers_get_their_own_answers(artifact_root: Path, make_records) -> None:
-    from churn.predict import ServingModels
+    from churn.serving.prediction import ServingModels
 
     models = ServingModels.load(artifact_root)
     batches = [make_records(n, seed=100 + n) for n in (1, 2, 40, 300) * 4]
@@ -206,7 +206,7 @@ def test_concurrent_callers_get_their_own_answers(artifact_root: Path, make_reco
 
 
 def test_records_may_carry_extra_keys(artifact_root: Path, make_records) -> None:
-    from churn.predict import ServingModels
+    from churn.serving.prediction import ServingModels
 
     models = ServingModels.load(artifact_root)
     records = make_records(5, seed=1)

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from churn.config import ArtifactPaths
-from churn.predict import ServingModels
 from churn.schema import FEATURE_COLUMNS, TARGET_CLASSES
+from churn.serving.prediction import ServingModels
 
 N_ROWS = 10_000
 TOLERANCE = 1e-9

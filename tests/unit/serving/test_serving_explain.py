@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 from churn.config import ArtifactPaths
-from churn.predict import ServingModels
 from churn.schema import FEATURE_COLUMNS
+from churn.serving.encoding import CompiledPreprocessor
 from churn.serving.explain import TreeShapExplainer
-from churn.serving.features import CompiledPreprocessor
+from churn.serving.prediction import ServingModels
 
 N_ROWS = 10_000
 TOLERANCE = 1e-6
@@ -171,9 +171,9 @@ def test_trees_match_brute_force_shapley_on_small_trees(
 def test_a_tree_model_file_without_node_counts_is_served_unexplained(artifact_root: Path) -> None:
     import json
 
-    from churn.predict import ExplanationUnavailableError
     from churn.serving.compiled import load_compiled
     from churn.serving.explain import explainer_for
+    from churn.serving.prediction import ExplanationUnavailableError
 
     document = json.loads(ArtifactPaths(artifact_root).compiled("v2").read_text())
     assert all("count" in tree for tree in document["model"]["trees"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from churn.predict import ServingModels
+from churn.serving.prediction import ServingModels
 
 SCRIPT = """
 import importlib.abc, json, sys
@@ -32,7 +32,7 @@ class Block(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, Block())
-from churn.predict import ServingModels
+from churn.serving.prediction import ServingModels
 models = ServingModels.load(Path(sys.argv[1]))
 records = json.loads(sys.argv[2])
 print(json.dumps({

@@ -6,7 +6,9 @@ and builds plain-numpy scorers from that file (`churn.serving.compiled`); no pic
 and scikit-learn is not imported. `ServingModels.from_sources` does the same from bytes read
 elsewhere (a registry download). `ServingModels.predict_proba` then turns already-validated customer
 records (mappings with the 19 feature columns of `churn.schema`) into churn probabilities
-equal to scikit-learn's ``model.predict_proba(preprocessor.transform(frame))`` within 1e-9.
+equal to scikit-learn's ``model.predict_proba(preprocessor.transform(frame))`` within 1e-9;
+`ServingModels.predict` returns them as a `Prediction`, with the verdict at the churn threshold
+(the one place the threshold is applied), the version and the alias that answered.
 
 This module knows nothing of HTTP and imports neither pandas, scikit-learn nor MLflow.
 Loaded models are read-only, so one `ServingModels` can be shared by every server thread.
@@ -32,6 +34,7 @@ __all__ = [
     "ExplanationUnavailableError",
     "Explanation",
     "ModelInfo",
+    "Prediction",
     "ServingModels",
     "UnknownVersionError",
     "verify_artifact",
@@ -70,6 +73,31 @@ class ModelInfo:
     def metadata(self) -> dict[str, Any]:
         """The record and its run as one mapping (`churn.model_record.describe`)."""
         return describe(self.record, self.run)
+
+
+@dataclass(slots=True)
+class Prediction:
+    """One scoring of validated records, never changed once built; answers and metrics read it.
+
+    Attributes:
+        version: the model version that scored.
+        alias: the registry alias it answered under (``champion``...), or None.
+        records: the validated records scored, in order (not copied).
+        probabilities: each record's churn probability, float64.
+        churn: each record's verdict, ``probabilities >= threshold`` (numpy bools).
+
+    """
+
+    version: str
+    alias: str | None
+    records: Sequence[Mapping[str, object]]
+    probabilities: np.ndarray
+    churn: np.ndarray
+
+    @property
+    def label(self) -> str:
+        """``version.alias`` (``v2.champion``), or the version when it has no alias."""
+        return f"{self.version}.{self.alias}" if self.alias else self.version
 
 
 @dataclass(frozen=True)
@@ -173,6 +201,24 @@ class ServingModels:
         if len(records) == 0:
             return np.empty(0, dtype=np.float64)
         return scorer.proba(records)
+
+    def predict(
+        self,
+        version: str,
+        records: Sequence[Mapping[str, object]],
+        threshold: float,
+        alias: str | None = None,
+    ) -> Prediction:
+        """Score validated ``records`` with ``version`` and judge each at ``threshold``.
+
+        Records are as for `predict_proba`; ``alias`` only labels the result.
+
+        Raises:
+            UnknownVersionError: (a ``KeyError``) the version is not served.
+
+        """
+        probabilities = self.predict_proba(version, records)
+        return Prediction(version, alias, records, probabilities, probabilities >= threshold)
 
     def explain(self, version: str, records: Sequence[Mapping[str, object]]) -> Explanation:
         """Return each validated record's contributions to the churn log-odds, per column.
