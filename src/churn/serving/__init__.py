@@ -1,1 +1,1 @@
-"""Internals of the serving core: artifact checks, compiled features and models."""
+"""The serving core: verified models in, predictions out (numpy only; knows nothing of HTTP)."""

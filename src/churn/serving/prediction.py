@@ -1,4 +1,4 @@
-"""Serving core: load and verify the trained artifacts, then score validated customer records.
+"""The serving core's face: load and verify the trained artifacts, then score validated records.
 
 `ServingModels.load(root)` reads ``models/model_vN.json`` for each version (the record,
 `churn.model_record`), checks the sha256 of the version's data-only model file against it
