@@ -28,10 +28,11 @@ if TYPE_CHECKING:
 
 __all__ = ["answered", "observed", "score"]
 
+#: A view function (its arguments are the state, the request, the exchange, the URL's values).
 View = Callable[..., Response]
 
 
-def observed(view: Callable[..., Response]) -> View:
+def observed(view: View) -> View:
     """Wrap a prediction view: call it as ``view(state, request, exchange, **url_values)``.
 
     An exception it raises is answered here, by the app's error handlers (the protocol's
