@@ -16,8 +16,9 @@ Which module is which (read from the code):
   `churn.registry` (loads the served set from the model registry);
 * api: the `churn.api` package (Flask);
 * shared bottom, imported by both sides: `churn.schema`, `churn.model_record`,
-  `churn.registry_names`, `churn.config`, `churn.params`, `churn.drift` (reference
-  distributions, written by training, counted by the API);
+  `churn.registry_names`, the `churn.config` package (API settings, pipeline parameters,
+  artifact paths), `churn.drift` (reference distributions, written by training, counted by
+  the API);
 * operations: the `churn_ops` package (and `benchmarks/`, outside ``src/``), never imported by
   the product.
 """
