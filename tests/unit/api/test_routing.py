@@ -46,3 +46,42 @@ def test_baked_answers_name_the_version_and_no_alias(
     assert response.headers["X-Model-Alias"] == "none"
     refresh = make_app().test_client().post("/registry/refresh")
     assert refresh.status_code == 404
+
+
+def test_gathered_shadow_work_is_scored_in_one_call_per_version(
+    make_app: Callable[..., Flask], make_records: Any
+) -> None:
+    """Shadow answers gathered together cost one vectorised call per version, not one each."""
+    import numpy as np
+    from prometheus_client.parser import text_string_to_metric_families
+
+    app = make_app()
+    router = get_state(app).router
+    assert router is not None
+    real = router.current
+    assert real.models is not None
+    calls: list[tuple[str, int]] = []
+
+    class Counting:
+        def predict_proba(self, version: str, records: Any) -> Any:
+            calls.append((version, len(records)))
+            return real.models.predict_proba(version, records)  # type: ignore[union-attr]
+
+    serving = ServingSet(Counting(), {"champion": "v2", "challenger": "v1"}, "registry")  # type: ignore[arg-type]
+    records = make_records(30, seed=5)
+    v1 = real.models.predict_proba("v1", records)
+    items = [(serving, "v1", [r], np.array([True])) for r in records[:20]]
+    items += [
+        (serving, "v2", [r], np.array([p >= 0.5]))
+        for r, p in zip(records[20:], v1[20:], strict=True)
+    ]
+    router._score_shadow(items)
+    assert sorted(calls) == [("v1", 20), ("v2", 10)]
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    scored = {
+        (s.labels["version"], s.labels["alias"]): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "churn_api_shadow_records_total"
+    }
+    assert scored == {("v1", "challenger"): 20.0, ("v2", "champion"): 10.0}
