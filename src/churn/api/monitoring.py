@@ -15,8 +15,8 @@ from flask import Blueprint, Response, jsonify
 
 from churn.api.errors import ApiError
 from churn.api.state import request_objects
-from churn.config import ApiSettings
-from churn.drift import DriftMonitor, Reference, reference_path
+from churn.config import ApiSettings, ArtifactPaths
+from churn.drift import DriftMonitor, Reference
 
 __all__ = ["bp", "load_monitor"]
 
@@ -33,7 +33,7 @@ def load_monitor(settings: ApiSettings, versions: tuple[str, ...]) -> DriftMonit
     """
     references: dict[str, Reference] = {}
     for version in versions:
-        path = reference_path(Path(settings.root) / "models", version)
+        path = ArtifactPaths(Path(settings.root)).model_files.reference(version)
         try:
             references[version] = Reference.load(path)
         except (OSError, ValueError, KeyError, TypeError) as exc:
