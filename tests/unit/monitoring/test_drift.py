@@ -224,3 +224,21 @@ def _tiny_reference() -> dict[str, Any]:
     return build_reference(
         "v1", {c: frame[c].tolist() for c in frame}, np.linspace(0, 1, 300).tolist()
     )
+
+
+def test_a_batch_is_counted_exactly_as_its_records_one_by_one() -> None:
+    """The numpy path for batches gives the same bins as the per-record one, edges included."""
+    reference = Reference(_tiny_reference())
+    frame = dataset.to_typed(dataset.generate(n_rows=400, seed=11))
+    records = _records(frame)
+    records[0]["TotalCharges"] = None  # a missing value: its own bin
+    tenure_edges = next(c.edges for c in reference.columns if c.name == "tenure")
+    records[1]["tenure"] = int(tenure_edges[0]) if float(tenure_edges[0]).is_integer() else 0
+    scores = np.linspace(0.0, 1.0, len(records)).tolist()  # 0.0, 1.0 and the edges themselves
+    one_by_one = DriftMonitor({"v1": reference}, window_records=10_000)
+    for record, score in zip(records, scores, strict=True):
+        one_by_one.observe("v1", [record], [score])
+    batched = DriftMonitor({"v1": reference}, window_records=10_000)
+    batched.observe("v1", records, scores)
+    assert batched._copies("v1")[3] == one_by_one._copies("v1")[3]  # the score histogram
+    assert batched._copies("v1")[0].counts == one_by_one._copies("v1")[0].counts
