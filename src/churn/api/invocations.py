@@ -30,6 +30,7 @@ from flask import Blueprint, Request, Response
 from flask.blueprints import BlueprintSetupState
 
 from churn.api.errors import protocol_error_handlers, register_error_shape
+from churn.api.jsonio import loads as json_loads
 from churn.api.observe import Exchange
 from churn.api.scoring import answered, observed, score
 from churn.api.state import ApiState, request_objects
@@ -163,7 +164,7 @@ def _csv_rows(text: str) -> list[dict[str, str]]:
 
 def _json_rows(text: str) -> list[Any]:
     try:
-        body = json.loads(text)
+        body = json_loads(text)
     except RecursionError:
         raise MlflowError(400, "the JSON body is nested too deeply") from None
     except ValueError as exc:

@@ -32,6 +32,7 @@ from flask.blueprints import BlueprintSetupState
 import churn
 from churn.api.errors import ApiError, protocol_error_handlers, register_error_shape
 from churn.api.explanations import explain, wants_explanation
+from churn.api.jsonio import loads as json_loads
 from churn.api.observe import Exchange
 from churn.api.scoring import answered, observed, score
 from churn.api.state import ApiState, request_objects
@@ -307,7 +308,7 @@ def _read_request(req: Request, max_bytes: int) -> tuple[dict[str, Any], bytes]:
     if not data[:split].strip():
         raise V2Error(400, "the request body is empty; expected an inference request")
     try:
-        request = json.loads(data[:split])
+        request = json_loads(data[:split])
     except RecursionError:
         raise V2Error(400, "the JSON request is nested too deeply") from None
     except ValueError as exc:

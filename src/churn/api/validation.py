@@ -17,7 +17,6 @@ the OpenAPI document, are:
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import operator
 import re
@@ -29,6 +28,7 @@ from typing import Any
 from flask import Request
 
 from churn.api.errors import ApiError
+from churn.api.jsonio import loads as json_loads
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS, ID_COLUMN, NUMERIC, NumericField
 
 #: Longest accepted customerID.
@@ -379,7 +379,7 @@ def read_json_body(request: Request, max_bytes: int) -> Any:
     if not data.strip():
         raise ApiError(400, "malformed_json", "the request body is empty; expected JSON")
     try:
-        return json.loads(data)
+        return json_loads(data)
     except RecursionError:
         raise ApiError(400, "malformed_json", "the JSON body is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int-digits limit
