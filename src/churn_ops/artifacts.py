@@ -106,9 +106,11 @@ def ensure(session: Session) -> None:
     """
     # Up to date: nothing to pull. Else a pull from an empty or unreachable remote fails, and
     # `dvc status` then tells what is still missing.
-    if not dvc_up_to_date(session):
+    current = dvc_up_to_date(session)
+    if not current:
         session.run("dvc", "pull", "--quiet", success_codes=[0, 1])
-    if not dvc_up_to_date(session):
+        current = dvc_up_to_date(session)
+    if not current:
         session.log(
             "The DVC remote could not serve the artifacts (empty or unreachable): "
             "reproducing them with `dvc repro` instead."

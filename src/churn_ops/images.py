@@ -47,28 +47,52 @@ def git_revision(root: Path = REPO_ROOT) -> str:
     return rev.stdout.strip() if rev.returncode == 0 else "unknown"
 
 
-def build_args(version: str, revision: str) -> dict[str, str]:
-    """Return the label arguments of a build: version, revision and a fresh creation time."""
-    created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"VERSION": version, "REVISION": revision, "CREATED": created}
+def build_args(version: str, revision: str, root: Path | None = None) -> dict[str, str]:
+    """Return the label arguments of a build: version, revision and creation time.
 
-
-def model_artifact_labels(root: Path = REPO_ROOT) -> dict[str, str]:
-    """Return the labels naming the model bytes the API image holds, from the model records.
-
-    ``org.churn.model.<v>.sha256`` is the model file's, ``org.churn.model.<v>.<kind>.sha256``
-    each other artifact's (``compiled``: the file the API loads) and
-    ``org.churn.model.<v>.record.sha256`` the record's own (`churn.model_record`).
+    The creation time is the commit's (as reproducible builds take SOURCE_DATE_EPOCH) when
+    ``root`` is a git checkout, else now: a build argument that changes on every build would
+    make Docker redo the image's last steps even when nothing else changed.
     """
-    labels = {}
+    created = dt.datetime.now(dt.UTC)
+    if root is not None:
+        when = run_quiet("git", "-C", str(root), "log", "-1", "--format=%ct", "HEAD")
+        if when.returncode == 0 and when.stdout.strip().isdigit():
+            created = dt.datetime.fromtimestamp(int(when.stdout.strip()), dt.UTC)
+    stamp = created.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"VERSION": version, "REVISION": revision, "CREATED": stamp}
+
+
+#: The API image's label naming the model bytes it holds (`model_manifest`, as JSON).
+MODELS_LABEL = "org.churn.models"
+
+
+def model_manifest(root: Path = REPO_ROOT) -> dict[str, dict[str, str]]:
+    """Return, per model version, the sha256 of each artifact and of the record itself.
+
+    ``{"v2": {"model": ..., "compiled": ..., "preprocessor": ..., "record": ...}}``: the
+    artifacts' as the record lists them (``compiled`` is the file the API loads), ``record``
+    the record file's own (`churn.model_record`).
+    """
+    manifest = {}
     files = ArtifactPaths(root).model_files
     for version in files.versions():
         path = files.record(version)
-        prefix = f"org.churn.model.{version}"
-        for kind, entry in json.loads(path.read_text(encoding="utf-8"))["artifacts"].items():
-            labels[prefix if kind == "model" else f"{prefix}.{kind}"] = entry["sha256"]
-        labels[f"{prefix}.record"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return {f"{key}.sha256": value for key, value in labels.items()}
+        artifacts = json.loads(path.read_text(encoding="utf-8"))["artifacts"]
+        entry = {kind: ref["sha256"] for kind, ref in artifacts.items()}
+        entry["record"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        manifest[version] = entry
+    return manifest
+
+
+def model_artifact_labels(root: Path = REPO_ROOT) -> dict[str, str]:
+    """Return the API image's labels naming its model bytes: `MODELS_LABEL` -> the manifest.
+
+    One label, not one per artifact: with the classic builder every label is a build step of
+    its own, redone after each code change.
+    """
+    manifest = json.dumps(model_manifest(root), sort_keys=True, separators=(",", ":"))
+    return {MODELS_LABEL: manifest}
 
 
 def image_ref(name: str) -> str:
@@ -182,7 +206,7 @@ def _build(session: Session, names: list[str], extra: list[str], root: Path) -> 
     """Build ``names`` as `latest` (or IMAGE_TAG) and the project's version, on the base."""
     base = base_image(session, root)
     version = project_version(root)
-    args = {"BASE_IMAGE": base, **build_args(version, git_revision(root))}
+    args = {"BASE_IMAGE": base, **build_args(version, git_revision(root), root)}
     env = buildkit_env()
     if env and os.environ.get("DOCKER_BUILDKIT") == "1":
         session.log("buildx is not installed: building with the classic builder")
@@ -190,12 +214,13 @@ def _build(session: Session, names: list[str], extra: list[str], root: Path) -> 
     for image in names:
         started = time.monotonic()
         tags = [f"{image}:{tag}"] + ([f"{image}:{version}"] if tag == "latest" else [])
-        labels = (
-            [f"--label={k}={v}" for k, v in model_artifact_labels(root).items()]
+        # The API's model manifest goes in as a build argument of its one LABEL instruction.
+        image_args = (
+            {**args, "MODELS": model_artifact_labels(root)[MODELS_LABEL]}
             if image == API_IMAGE
-            else []
+            else args
         )
-        command = build_command(image, tags, args, [*labels, *extra], root)
+        command = build_command(image, tags, image_args, extra, root)
         session.run(*command, external=True, env=env)
         took = time.monotonic() - started
         session.log(f"built {', '.join(tags)} on {base} in {took:.0f} s")

@@ -21,10 +21,13 @@ import time
 from pathlib import Path
 
 from churn_ops.images import (
+    API_IMAGE,
     DEFAULT_BASE_IMAGE,
     DOCKERFILES,
+    MODELS_LABEL,
     build_args,
     image_exists,
+    model_artifact_labels,
     oci_labels,
     project_version,
 )
@@ -224,8 +227,10 @@ def _push(
     # from this (clean) checkout, with the same labels as `nox -s build`.
     args = {
         "BASE_IMAGE": os.environ.get("BASE_IMAGE", DEFAULT_BASE_IMAGE),
-        **build_args(tags[0], tags[1]),
+        **build_args(tags[0], tags[1], root),
     }
+    if image == API_IMAGE:
+        args["MODELS"] = model_artifact_labels(root)[MODELS_LABEL]
     _step(
         session, dry_run, env,
         "docker", "buildx", "build", "--platform", ",".join(PUBLISH_PLATFORMS),

@@ -18,7 +18,9 @@ def built(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeSession], list[str]]
     """The images a fake session built, in order (base image and labels stubbed)."""
     monkeypatch.setattr(images, "base_image", lambda session, root: "base:1")
     monkeypatch.setattr(images, "git_revision", lambda root: "abc")
-    monkeypatch.setattr(images, "model_artifact_labels", lambda root: {"m": "1"})
+    monkeypatch.setattr(
+        images, "model_artifact_labels", lambda root: {images.MODELS_LABEL: '{"v2":{}}'}
+    )
     monkeypatch.delenv("IMAGE_PREFIX", raising=False)
     monkeypatch.delenv("IMAGE_TAG", raising=False)
 
@@ -35,7 +37,8 @@ def test_the_main_job_builds_only_the_images_its_stack_runs(
     images.build_all(session, ["--pull"], Path.cwd())  # type: ignore[arg-type]
     assert built(session) == ["churn-mlflow", "churn-prediction-api"]
     assert all("--pull" in cmd for cmd in session.ran)
-    assert sum("--label=m=1" in cmd for cmd in session.ran) == 1  # the API's model labels
+    # The API's model manifest, as the build argument of its LABEL instruction.
+    assert [cmd for cmd in session.ran if '--build-arg=MODELS={"v2":{}}' in cmd] == [session.ran[1]]
 
 
 def test_build_all_builds_every_image(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from churn.config import ArtifactPaths
@@ -15,7 +16,7 @@ from churn.model_record import (
     write_record,
     write_run,
 )
-from churn_ops.images import model_artifact_labels
+from churn_ops.images import MODELS_LABEL, model_artifact_labels, model_manifest
 
 
 def test_every_artifact_of_every_version_is_a_label(tmp_path: Path) -> None:
@@ -30,8 +31,11 @@ def test_every_artifact_of_every_version_is_a_label(tmp_path: Path) -> None:
             models, RunRecord(version, refs["model"].sha256, "t", 1.0, mlflow={"run_id": "r"})
         )
     labels = model_artifact_labels(tmp_path)
+    assert list(labels) == [MODELS_LABEL]  # one label: one classic-builder step
+    manifest = json.loads(labels[MODELS_LABEL])
     record = hashlib.sha256(record_path(models, "v2").read_bytes()).hexdigest()
-    assert labels["org.churn.model.v2.sha256"] == "10" * 32  # the model file's
-    assert labels["org.churn.model.v2.compiled.sha256"] == "13" * 32
-    assert labels["org.churn.model.v2.record.sha256"] == record
-    assert len(labels) == 2 * (len(ARTIFACT_KINDS) + 1)  # run records are not model bytes
+    assert manifest["v2"]["model"] == "10" * 32  # the model file's
+    assert manifest["v2"]["compiled"] == "13" * 32
+    assert manifest["v2"]["record"] == record
+    assert manifest == model_manifest(tmp_path)
+    assert {len(entry) for entry in manifest.values()} == {len(ARTIFACT_KINDS) + 1}  # no run ids
