@@ -56,6 +56,7 @@ CONTEXT_PATHS = (
     "docker/requirements",
     "docker/Dockerfile.mlapp",
     "docker/Dockerfile.mlflow",
+    "docker/mlflow",
     ArtifactPaths(Path()).preprocessor.as_posix(),
     ArtifactPaths(Path()).label_encoder.as_posix(),
 )

@@ -211,14 +211,16 @@ def _worst(values: list[float | None], pick: Any) -> float | None:
 
 
 def counter_value(metrics_text: str, name: str) -> float | None:
-    """Return the value of an unlabelled sample ``name`` in Prometheus text (None: absent)."""
+    """Return the sum of the samples ``name`` in Prometheus text, any labels (None: absent)."""
+    total, found = 0.0, False
     for line in metrics_text.splitlines():
-        if line.startswith(name + " "):
+        if line.startswith((name + " ", name + "{")):
             try:
-                return float(line.split()[1])
+                total += float(line.rsplit(None, 1)[1])
+                found = True
             except (IndexError, ValueError):
                 return None
-    return None
+    return total if found else None
 
 
 def latency_sum_count(metrics_text: str, endpoint: str) -> tuple[float, float] | None:

@@ -189,6 +189,8 @@ def test_the_drift_cost_counter_is_read_from_the_metrics_text() -> None:
     text = f"# TYPE churn_api_drift_observe_cpu_seconds counter\n{name} 0.25\n"
     assert report.counter_value(text, name) == 0.25
     assert report.counter_value(METRICS_TEXT, name) is None
+    labelled = f'{name}{{replica="a1"}} 0.5\n{name}{{replica="b2"}} 0.25\n'
+    assert report.counter_value(labelled, name) == 0.75  # every replica's
 
 
 def test_a_server_cpu_that_grows_under_concurrency_misses_its_target() -> None:
