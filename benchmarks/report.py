@@ -309,6 +309,12 @@ def format_report(results: Mapping[str, Any]) -> str:
             f"{_fmt(batch.get('server_cpu_ms'), '.1f', ' ms')} per batch; under the wrk load "
             f"server {_fmt(batch.get('under_load_server_mean_ms'), '.1f', ' ms')} mean"
         )
+        parts = batch.get("parts") or {}
+        if parts.get("steps_ms"):
+            steps = ", ".join(f"{k} {v:.2f}" for k, v in parts["steps_ms"].items())
+            lines.append(
+                f"  its steps, CPU ms ({parts.get('source')}): {steps}; sum {parts['total_ms']:.2f}"
+            )
     check = results.get("same_model_check") or {}
     others = [
         f"{name} {check[key]:.6f} (|diff| {check[diff]:.1e})"

@@ -47,6 +47,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from benchmarks import (
+    batch_parts,
     bento_serve,
     ceiling,
     docker_facts,
@@ -837,6 +838,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             entries += [_skipped(s, _not_selected("api", args)) for s in part("api")]
         results["batch_1000_server_ms"] = batch
+        if "api" in args.parts:
+            _log("timing each step of a 1,000-record batch in this process ...")
+            batch["parts"] = batch_parts.measure(args.root, payloads.batch_body(records[:1000]))
         for name, run_part in (("mlflow", _mlflow_scenario), ("bentoml", _bentoml_scenario)):
             for scenario in part(name):
                 if name in args.parts:

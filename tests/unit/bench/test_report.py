@@ -302,3 +302,18 @@ def test_both_comparisons_are_checked_against_the_api_and_their_memory_reported(
     assert "BentoML 190.0 MiB at rest, 201.5 MiB under load" in text
     results["same_model_check"] = {"api_v2": 0.25, "bentoml": 0.25, "bentoml_abs_diff": 0.0}
     assert "same model: API v2 0.250000, BentoML 0.250000" in report.format_report(results)
+
+
+def test_the_batch_steps_are_printed_under_the_batch_line() -> None:
+    results = _results()
+    results["batch_1000_server_ms"]["parts"] = {
+        "records": 1000,
+        "body_bytes": 500_000,
+        "steps_ms": {"parse": 1.0, "validate": 2.7, "score": 1.1},
+        "total_ms": 4.8,
+        "source": "this process",
+    }
+    report.validate(results)
+    assert "its steps, CPU ms (this process): parse 1.00, validate 2.70, score 1.10; sum 4.80" in (
+        report.format_report(results)
+    )
