@@ -55,9 +55,9 @@ VERSION_HEADER = "X-Model-Version"
 ALIAS_HEADER = "X-Model-Alias"
 #: Answers waiting for shadow scoring; past this, shadow work is dropped (and counted).
 SHADOW_QUEUE = 1000
-#: The shadow thread gathers answers for up to this long, then scores them in one call per
-#: version: one vectorised call for fifty records costs a fraction of fifty single ones, and
-#: the thread sleeps (not holding the interpreter lock) while it gathers.
+#: The shadow thread sleeps this long once work arrives, then scores what gathered in one call
+#: per version: one vectorised call for fifty records costs a fraction of fifty single ones,
+#: and a sleeping thread is not woken (nor takes the interpreter lock) per queued answer.
 SHADOW_GATHER_S = 0.05
 #: At most this many records in one shadow scoring call.
 SHADOW_BATCH = 1000
@@ -286,12 +286,14 @@ class Router:
     def _shadow_loop(self) -> None:
         assert self._shadow is not None  # noqa: S101 - started only with a queue
         while True:
-            items = [self._shadow.get()]
+            items = [self._shadow.get()]  # wait for work
+            # Sleep while more gathers: a thread blocked in get() would be woken, and take the
+            # interpreter lock from the request thread, once per queued answer.
+            time.sleep(SHADOW_GATHER_S)
             gathered = len(items[0][2])
-            deadline = time.monotonic() + SHADOW_GATHER_S
-            while gathered < SHADOW_BATCH and (left := deadline - time.monotonic()) > 0:
+            while gathered < SHADOW_BATCH:
                 try:
-                    items.append(self._shadow.get(timeout=left))
+                    items.append(self._shadow.get_nowait())
                 except queue.Empty:
                     break
                 gathered += len(items[-1][2])
