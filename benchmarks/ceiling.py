@@ -93,4 +93,5 @@ def serving(port: int, image: str | None = None, timeout_s: float = 60.0) -> Ite
             url, int(pid.stdout.strip() or 0), f"container of {image}, Waitress {THREADS} threads"
         )
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False)  # noqa: S603, S607
+        remove = ["docker", "rm", "-f", "-v", name]
+        subprocess.run(remove, capture_output=True, timeout=60, check=False)  # noqa: S603, S607

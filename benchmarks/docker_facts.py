@@ -325,4 +325,4 @@ def time_api_start(image: str, port: int, timeout_s: float = 60) -> dict[str, An
         result["error"] = f"not ready within {timeout_s:.0f} s"
         return result
     finally:
-        run_quiet("docker", "rm", "-f", cid)
+        run_quiet("docker", "rm", "-f", "-v", cid)

@@ -84,7 +84,7 @@ def repo_tar() -> bytes:
 def container_name() -> Iterator[str]:
     name = f"churn-devcontainer-test-{uuid.uuid4().hex[:8]}"
     yield name
-    _docker("rm", "-f", name)
+    _docker("rm", "-f", "-v", name)
 
 
 def _run_in_fresh_container(

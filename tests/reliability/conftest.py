@@ -38,7 +38,7 @@ LABEL = "churn.reliability.project"
 def _remove_labelled_containers() -> None:
     ids = docker("ps", "-aq", "--filter", f"label={LABEL}={PROJECT}").stdout.split()
     if ids:
-        docker("rm", "-f", *ids)
+        docker("rm", "-f", "-v", *ids)
 
 
 @pytest.fixture(scope="session")

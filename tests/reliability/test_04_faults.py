@@ -174,7 +174,7 @@ def _image_models(workdir: Path) -> Path:
     try:
         docker("cp", f"{name}:/app/models", str(workdir / "models"), check=True)
     finally:
-        docker("rm", "-f", name)
+        docker("rm", "-f", "-v", name)
     return workdir / "models"
 
 
@@ -265,7 +265,7 @@ def test_tampered_or_missing_model_is_refused(
             f"unhealthy after {unhealthy_after[run.name]:.0f} s (image healthcheck); "
             f"answers seen {sorted(seen[run.name])}; log: {entry['message'][:90]}...",
         )
-        docker("rm", "-f", run.container)
+        docker("rm", "-f", "-v", run.container)
 
 
 # --------------------------------------------------------------------------- SIGTERM

@@ -75,7 +75,7 @@ def _members(image: str) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFile]]:
                 for member in tar:
                     yield member, tar
     finally:
-        docker("rm", "-f", name)
+        docker("rm", "-f", "-v", name)
 
 
 def _system_path(path: str) -> bool:
