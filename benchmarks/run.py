@@ -298,16 +298,18 @@ class ServerProbe:
 
     def count(self, endpoint: str) -> int | None:
         """Return the requests the API has answered on ``endpoint`` (route pattern) so far."""
-        if self.metrics_url is None:
-            return None
-        found = report.latency_sum_count(_metrics(self.metrics_url), endpoint)
-        return round(found[1]) if found else None
+        return self.readings(endpoint)[0]
 
-    def drift_cpu(self) -> float | None:
-        """Return the CPU seconds the API has spent counting records for drift (None: unknown)."""
+    def readings(self, endpoint: str) -> tuple[int | None, float | None]:
+        """Return the answered requests on ``endpoint`` and the drift-counting CPU seconds.
+
+        Both from one scrape of ``/metrics`` (None where unknown).
+        """
         if self.metrics_url is None:
-            return None
-        return report.counter_value(_metrics(self.metrics_url), DRIFT_CPU_METRIC)
+            return None, None
+        text = _metrics(self.metrics_url)
+        found = report.latency_sum_count(text, endpoint)
+        return (round(found[1]) if found else None), report.counter_value(text, DRIFT_CPU_METRIC)
 
     def settle(self, endpoint: str, limit_s: float = 20.0) -> None:
         """Wait until requests queued by a load are answered (the count stops moving)."""
@@ -353,8 +355,7 @@ def _load(
         "server_cpu_ms_per_request": None,
     }
     cpu_before = probe.cpu() if probe else None
-    count_before = probe.count(route) if probe else None
-    drift_before = probe.drift_cpu() if probe else None
+    count_before, drift_before = probe.readings(route) if probe else (None, None)
     status, answer, _ = _request(url, scenario.body)
     if status != 200:
         entry["error"] = f"a single request answered {status or 'nothing'}: {answer[:200]!r}"
@@ -398,7 +399,7 @@ def _load(
         else:
             time.sleep(1.0)
         cpu_after = probe.cpu()
-        count_after = probe.count(route)
+        count_after, drift_after = probe.readings(route)
         answered = (
             count_after - count_before
             if count_after is not None and count_before is not None
@@ -406,7 +407,6 @@ def _load(
         )
         if cpu_before is not None and cpu_after is not None and answered > 0:
             entry["server_cpu_ms_per_request"] = round((cpu_after - cpu_before) / answered * 1e3, 3)
-        drift_after = probe.drift_cpu()
         if drift_before is not None and drift_after is not None and answered > 0:
             entry["drift_cpu_ms_per_request"] = round(
                 (drift_after - drift_before) / answered * 1e3, 4

@@ -323,7 +323,7 @@ class DriftMonitor:
         if len(scores) != len(records):
             raise ValueError(f"{len(records)} records but {len(scores)} scores")
         if len(records) >= VECTOR_MIN_RECORDS:  # a batch: binned column by column
-            self._add_batch(version, reference.bin_counts(records, scores), scores)
+            self._add_batch(version, reference.bin_counts(records, scores), scores, started)
         else:
             indices: list[int] = []
             for record, score in zip(records, scores, strict=True):
@@ -339,11 +339,13 @@ class DriftMonitor:
                 for score in scores:
                     histogram[min(bisect_left(SCORE_BUCKETS, score), last)] += 1
                 self._maybe_close(version, window)
-        with self._lock:
-            self._observe_cpu_s += time.thread_time() - started
+                self._observe_cpu_s += time.thread_time() - started
 
-    def _add_batch(self, version: str, binned: Any, scores: list[float]) -> None:
-        """Add a batch's bin counts (`Reference.bin_counts`) and score histogram."""
+    def _add_batch(self, version: str, binned: Any, scores: list[float], started: float) -> None:
+        """Add a batch's bin counts (`Reference.bin_counts`) and score histogram.
+
+        ``started`` is the thread's CPU time when `observe` began, for the cost counter.
+        """
         added = [(i, int(c)) for i, c in enumerate(binned.tolist()) if c]
         buckets = np.minimum(np.searchsorted(SCORE_BUCKETS, scores), len(SCORE_BUCKETS) - 1)
         scored = [(i, c) for i, c in enumerate(np.bincount(buckets).tolist()) if c]
@@ -357,6 +359,7 @@ class DriftMonitor:
             for bucket, count in scored:
                 histogram[bucket] += count
             self._maybe_close(version, window)
+            self._observe_cpu_s += time.thread_time() - started
 
     def _maybe_close(self, version: str, window: _Window) -> None:
         """Close ``version``'s window when it is full or old enough (lock held)."""
