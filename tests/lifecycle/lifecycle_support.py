@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the wrk driver of `nox -s bench`, beside src/
 
-from benchmarks.wrk import WrkResult, run_wrk  # noqa: E402 - importable only from here on
+from benchmarks.procstat import cpu_seconds, tree_pids  # noqa: E402 - importable only from here on
+from benchmarks.wrk import WrkResult, run_wrk  # noqa: E402
 
 SCRIPT = Path(__file__).with_name("served.lua")
 #: wrk's connections and threads in every load of the suite (the issue's 16 connections).
@@ -270,17 +271,19 @@ class LifecycleStack(Stack):
         assert status == 202, data[:500]
         self.wait_until(f"the API serving {aliases}", lambda: self.aliases() == aliases)
 
-    def configure(self, **env: str) -> float | None:
+    def configure(self, *, recreate: bool = False, **env: str) -> float | None:
         """Run the API with these settings (``CHURN_SHADOW="true"``); seconds to healthy.
 
-        Only the API container is recreated, and only when a setting changed (None then).
+        Only the API container is recreated, and only when a setting changed (None then) or
+        ``recreate`` asks for a fresh one anyway.
         """
         wanted = {**self.extra_env, **env}
-        if wanted == self.extra_env:
+        if wanted == self.extra_env and not recreate:
             return None
         self.extra_env = wanted
         started = time.monotonic()
-        out = self.run("up", "-d", "--no-build", "--no-deps", "api", timeout=300)
+        fresh = ("--force-recreate",) if recreate else ()
+        out = self.run("up", "-d", *fresh, "--no-build", "--no-deps", "api", timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
         try:
             self.wait_healthy(timeout=WAIT_LIMIT, give_up_on=("unhealthy", "exited", "dead"))
@@ -288,6 +291,13 @@ class LifecycleStack(Stack):
             logs = self.run("logs", "--tail", "40", "api", timeout=60).stdout[-3000:]
             raise AssertionError(f"the API did not come back healthy: {exc}\n{logs}") from None
         return time.monotonic() - started
+
+    def api_cpu_seconds(self) -> float:
+        """CPU seconds the API container's processes have used so far (from /proc)."""
+        out = docker("inspect", "-f", "{{.State.Pid}}", self.container("api"), timeout=60)
+        seconds = cpu_seconds(tree_pids(int(out.stdout.strip())))
+        assert seconds is not None, "the API's processes could not be read in /proc"
+        return seconds
 
     def mlflow_state(self) -> str:
         """The MLflow container's health (or state)."""

@@ -15,7 +15,7 @@ Which module is which (read from the code):
 * serving core: the `churn.serving` package (numpy only; knows nothing of HTTP) and
   `churn.registry` (loads the served set from the model registry);
 * api: the `churn.api` package (Flask);
-* shared bottom, imported by both sides: `churn.schema`, `churn.model_record`,
+* shared bottom, imported by both sides: `churn.schema`, `churn.model_record`, `churn.records`,
   `churn.registry_names`, the `churn.config` package (API settings, pipeline parameters,
   artifact paths), `churn.drift` (reference distributions, written by training, counted by
   the API);

@@ -400,7 +400,7 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
                 "tags": ["operations"],
                 "description": "The training shares of each bin of every input column and of "
                 "the churn probability, and the counts and PSI of the last closed and the open "
-                "window of served records (docs/monitoring.md). No record is kept.",
+                "window of served records (docs/monitoring.md). No record is stored.",
                 "parameters": [model_param],
                 "responses": {
                     "200": _ok("Reference shares, window counts and PSI.", {"type": "object"}),

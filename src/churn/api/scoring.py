@@ -63,7 +63,7 @@ def score(
 ) -> Prediction:
     """Return the `Prediction` of validated ``records`` by ``version`` (answering as ``alias``).
 
-    The records are counted into the drift bins (never kept).
+    The records are counted into the drift bins (never stored or logged).
 
     Raises:
         ApiError: 503 when no models are loaded (``/ready`` says why).
@@ -76,7 +76,7 @@ def score(
             "the models are not loaded; see /ready for the reason",
         )
     result = serving.models.predict(version, records, state.settings.threshold, alias)
-    if state.drift is not None:  # counts into bins only; the records are not kept
+    if state.drift is not None:  # counts into bins only; no record is stored
         state.drift.observe(version, records, result.probabilities.tolist())
     return result
 

@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import difflib
 import math
-import operator
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
+import numpy as np
 from flask import Request
 
 from churn.api.errors import ApiError
 from churn.api.jsonio import loads as json_loads
+from churn.records import Records
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS, ID_COLUMN, NUMERIC, NumericField
 
 #: Longest accepted customerID.
@@ -100,6 +103,40 @@ def _quote(value: object) -> str:
     return type(value).__name__
 
 
+#: From this many records, a batch is first checked column by column (`_fast_columns`).
+_COLUMNS_MIN_RECORDS = 8
+_STR = frozenset({str})
+_DICT = {dict}
+_NUMBER_TYPES = frozenset({int, float})
+_NULLABLE_TYPES = frozenset({int, float, type(None)})
+
+
+def _number_column(values: list[object], spec: NumericField) -> np.ndarray | None:
+    """Return a numeric column as float64 (None -> NaN) if every value passes, else None.
+
+    Passing: a JSON int or float (never a boolean) within the range, whole for a whole-number
+    field; ``None`` too for a nullable field.
+    """
+    types = set(map(type, values))
+    if not (_NULLABLE_TYPES if spec.nullable else _NUMBER_TYPES).issuperset(types):
+        return None
+    try:
+        array = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range: out of range anyway
+        return None
+    present = array
+    if type(None) in types:
+        unknown = np.isnan(array)
+        if int(unknown.sum()) != values.count(None):  # a float NaN, not a null
+            return None
+        present = array[~unknown]
+    if present.size and not (spec.minimum <= present.min() and present.max() <= spec.maximum):
+        return None  # NaN compares False: refused too
+    if spec.integer and not np.array_equal(present, np.floor(present)):
+        return None
+    return array
+
+
 def _field_name(key: str) -> str:
     return key if len(key) <= 100 else key[:100] + "..."
 
@@ -136,8 +173,8 @@ class CustomerValidator:
         self._known = frozenset(FEATURE_COLUMNS) | {ID_COLUMN}
         self._known_lower = {k.lower(): k for k in self._known}
         # The fast path's lookups (see `_fast`).
-        self._get_fields = operator.itemgetter(*FEATURE_COLUMNS)
-        self._get_categories = operator.itemgetter(*CATEGORICAL)
+        self._get_fields = itemgetter(*FEATURE_COLUMNS)
+        self._get_categories = itemgetter(*CATEGORICAL)
         self._category_sets = tuple(self._categories[name] for name in CATEGORICAL)
         self._numeric_specs = tuple(NUMERIC.items())
 
@@ -262,6 +299,9 @@ class CustomerValidator:
         problem, the records are incomplete and must not be used. Well-formed records take
         the fast path directly (no per-record prefix is built unless a record has problems).
         """
+        whole = self._fast_columns(instances)
+        if whole is not None:
+            return whole
         records: list[dict[str, object]] = []
         ids: list[str | None] = []
         problems: list[Detail] = []
@@ -277,6 +317,52 @@ class CustomerValidator:
                 records.append(record)  # type: ignore[arg-type]
                 ids.append(customer_id)
         return records, ids, problems
+
+    def _fast_columns(
+        self, instances: list[object]
+    ) -> tuple[Records, list[str | None], list[Detail]] | None:
+        """Accept a whole batch of common-case records column by column, or return None.
+
+        The same acceptance as `_fast` record by record, checked per column in C (``map``,
+        set operations) and numpy: every instance an object with exactly the 19 fields (and
+        optionally a customerID string), every category an allowed string, every number a
+        JSON int or float in range (whole for whole-number fields), TotalCharges possibly
+        null. The records are the request's own objects; the normalised columns travel with
+        them (`churn.records.Records`), so encoding and drift counting read them directly.
+        Anything else returns None and the batch is checked record by record.
+        """
+        n = len(instances)
+        width = len(self.fields)
+        if n < _COLUMNS_MIN_RECORDS or set(map(type, instances)) != _DICT:
+            return None
+        sizes = list(map(len, instances))
+        with_id = sizes.count(width + 1)
+        if with_id + sizes.count(width) != n:
+            return None
+        ids: list[str | None] = list(map(dict.get, instances, repeat(ID_COLUMN)))  # type: ignore[arg-type]
+        if with_id:
+            given = [value for value in ids if value is not None]
+            if len(given) != with_id or not _STR.issuperset(map(type, given)):
+                return None
+            if max(map(len, given)) > MAX_ID_LENGTH:  # type: ignore[arg-type]
+                return None
+        columns: dict[str, object] = {}
+        try:
+            for name, allowed in zip(CATEGORICAL, self._category_sets, strict=True):
+                values = list(map(itemgetter(name), instances))
+                # `in` a set of strings is True only for an equal string (unhashable: TypeError).
+                if not allowed.issuperset(values):
+                    return None
+                columns[name] = values
+            for name, spec in self._numeric_specs:
+                values = list(map(itemgetter(name), instances))
+                array = _number_column(values, spec)
+                if array is None:
+                    return None
+                columns[name] = array
+        except (KeyError, TypeError):  # a field missing (19 keys then hold an unknown one)
+            return None
+        return Records(instances, columns), ids, []  # type: ignore[arg-type]
 
     def _fast(
         self, obj: dict[str, object]

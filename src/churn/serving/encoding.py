@@ -8,7 +8,7 @@ rebuilds the transformer's full output matrix when a model needs it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-Record = Mapping[str, object]
+from churn.records import Record, Records, column, numbers
 
 
 class CodeMap(dict[object, Any]):
@@ -91,26 +91,36 @@ class CompiledPreprocessor:
         self.categorical_values = values_getter(self.categorical_columns)
 
     def encode(self, records: Sequence[Record]) -> Encoded:
-        """Encode records: imputed, scaled numeric values and categorical codes."""
+        """Encode records: imputed, scaled numeric values and categorical codes.
+
+        A `churn.records.Records` batch is encoded from the columns it already holds.
+        """
         n = len(records)
-        numeric = np.array(list(map(self.numeric_values, records)), dtype=np.float64).reshape(
-            n, len(self.numeric_columns)
-        )  # None -> NaN
+        if isinstance(records, Records):
+            numeric = np.empty((n, len(self.numeric_columns)), dtype=np.float64)
+            for j, name in enumerate(self.numeric_columns):
+                numeric[:, j] = numbers(records, name)
+            columns: Iterable[Sequence[object]] = (
+                column(records, name) for name in self.categorical_columns
+            )
+        else:
+            numeric = np.array(list(map(self.numeric_values, records)), dtype=np.float64).reshape(
+                n, len(self.numeric_columns)
+            )  # None -> NaN
+            # Column by column (zip(*...) transposes), so each lookup loop runs in C.
+            columns = zip(*map(self.categorical_values, records), strict=True)
         missing = np.isnan(numeric)
         if missing.any():
             numeric = np.where(missing, self.fill, numeric)
         numeric -= self.mean
         numeric /= self.scale
-        # Column by column (zip(*...) transposes), so each lookup loop runs in C.
         maps = self.code_maps
-        columns = zip(*map(self.categorical_values, records), strict=True)
         codes = np.fromiter(
             chain.from_iterable(map(m.__getitem__, c) for m, c in zip(maps, columns, strict=False)),
             dtype=np.intp,
             count=n * len(maps),
         ).reshape(len(maps), n)
         return Encoded(numeric, codes.T)
-        return Encoded(numeric, codes)
 
     def dense(self, encoded: Encoded) -> np.ndarray:
         """Return the transformer's output matrix, shape ``(n, n_features)``, float64."""
