@@ -32,9 +32,9 @@ from flask.blueprints import BlueprintSetupState
 from churn.api.errors import protocol_error_handlers, register_error_shape
 from churn.api.jsonio import loads as json_loads
 from churn.api.observe import Exchange
-from churn.api.scoring import answered, observed, score
+from churn.api.scoring import answered, observed, score, served_and_requested
 from churn.api.state import ApiState, request_objects
-from churn.api.tabular import TableError, check_rows, columns_to_rows
+from churn.api.tabular import TableError, checked_batch, columns_to_rows
 
 __all__ = ["bp"]
 
@@ -106,17 +106,11 @@ def version() -> Response:
 @observed
 def invocations(state: ApiState, req: Request, exchange: Exchange) -> Response:
     """Score a table of customers; answer ``{"predictions": [[P(No), P(Yes)], ...]}``."""
-    router = state.router
-    serving = router.snapshot()
-    requested = router.requested(serving, req, exchange)
-    version, alias = router.route(serving, requested, None, single=False)
+    serving, requested = served_and_requested(state, req, exchange)
+    version, alias = state.router.route(serving, requested, None, single=False)
     exchange.model = version
     rows = _rows(req, state.settings.max_body_bytes)
-    exchange.batch_size = len(rows)
-    try:
-        records, _ = check_rows(state.validator, rows, state.settings.max_batch)
-    except TableError as exc:
-        raise MlflowError(400, exc.message) from None
+    records = checked_batch(state, exchange, rows, MlflowError)
     result = score(state, serving, version, alias, records)
     pairs = [[1.0 - p, p] for p in result.probabilities.tolist()]
     response = Response(json.dumps({"predictions": pairs}), mimetype="application/json")

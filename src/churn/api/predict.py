@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Request, Response, jsonify
 
 from churn.api.errors import ApiError
 from churn.api.explanations import explain, explanation_items, wants_explanation
 from churn.api.observe import Exchange
-from churn.api.scoring import answered, observed, score
+from churn.api.scoring import answered, observed, score, served_and_requested
 from churn.api.state import ApiState
 from churn.api.validation import read_json_body, summarize
 from churn.schema import ID_COLUMN
+
+if TYPE_CHECKING:
+    from churn.registry import ServingSet
 
 __all__ = ["bp"]
 
@@ -23,17 +26,13 @@ bp = Blueprint("predict", __name__)
 @observed
 def predict_one(state: ApiState, req: Request, exchange: Exchange) -> Response:
     """Score one customer object."""
-    router = state.router
-    serving = router.snapshot()
-    requested = router.requested(serving, req, exchange)
-    explaining = wants_explanation(req.args)
-    body = read_json_body(req, state.settings.max_body_bytes)
+    serving, requested, explaining, body = _read_request(state, req, exchange)
     exchange.batch_size = 1
     record, customer_id, problems = state.validator.validate(body)
     if problems:
         message, details = summarize(problems, "the customer")
         raise ApiError(422, "validation_error", message, details)
-    version, alias = router.route(serving, requested, customer_id, single=True)
+    version, alias = state.router.route(serving, requested, customer_id, single=True)
     result = score(state, serving, version, alias, [record])  # type: ignore[list-item]
     answer: dict[str, Any] = {
         "model": version,
@@ -54,18 +53,14 @@ def predict_one(state: ApiState, req: Request, exchange: Exchange) -> Response:
 @observed
 def predict_batch(state: ApiState, req: Request, exchange: Exchange) -> Response:
     """Score ``{"instances": [customer, ...]}``, answering in input order."""
-    router = state.router
-    serving = router.snapshot()
-    requested = router.requested(serving, req, exchange)
-    explaining = wants_explanation(req.args)
-    body = read_json_body(req, state.settings.max_body_bytes)
+    serving, requested, explaining, body = _read_request(state, req, exchange)
     instances = _instances(body, state.settings.max_batch)
     exchange.batch_size = len(instances)
     records, ids, problems = state.validator.validate_many(instances)
     if problems:
         message, details = summarize(problems, f"the batch of {len(instances)} instances")
         raise ApiError(422, "validation_error", message, details)
-    version, alias = router.route(serving, requested, None, single=False)
+    version, alias = state.router.route(serving, requested, None, single=False)
     result = score(state, serving, version, alias, records)
     predictions: list[dict[str, Any]] = []
     for probability, churn, customer_id in zip(
@@ -88,6 +83,19 @@ def predict_batch(state: ApiState, req: Request, exchange: Exchange) -> Response
         "request_id": exchange.request_id,
     }
     return answered(state, exchange, serving, result, jsonify(answer), routed=requested is None)
+
+
+def _read_request(
+    state: ApiState, req: Request, exchange: Exchange
+) -> tuple[ServingSet, str | None, bool, Any]:
+    """Return what both handlers start from, checked in this order (the first error answers).
+
+    The served set and the version ``?model=`` names (`served_and_requested`; 404 when not
+    served), whether ``?explain=`` asks for explanations, and the parsed JSON body.
+    """
+    serving, requested = served_and_requested(state, req, exchange)
+    explaining = wants_explanation(req.args)
+    return serving, requested, explaining, read_json_body(req, state.settings.max_body_bytes)
 
 
 def _instances(body: object, max_batch: int) -> list[object]:

@@ -3,11 +3,12 @@
 Every protocol's handler is wrapped by `observed` (it gets the app state, the request and its
 `Exchange`; an error it raises is answered and observed there), reads the served set once
 (`Router.snapshot`), picks the version the request names or the one the traffic rules give
-(`Router.requested`, `Router.route`), scores with `score` (a `Prediction`: probabilities and
-verdicts at the threshold; the records counted for drift) and ends with ONE call, `answered`:
-version and alias headers, served counts and shadow (`Router.answered`), then metrics,
-serving statistics and the log line (`Observer.answered`). Only the shape of the request and
-of the answer differs between protocols.
+(`Router.requested`, `Router.route`; `served_and_requested` reads the set and ``?model=``),
+scores with `score` (a `Prediction`: probabilities and verdicts at the threshold; the records
+counted for drift) and ends with ONE call, `answered`: version and alias headers, served
+counts and shadow (`Router.answered`), then metrics, serving statistics and the log line
+(`Observer.answered`). Only the shape of the request and of the answer differs between
+protocols.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from churn.api.errors import ApiError
 from churn.api.state import ApiState, request_objects
 
 if TYPE_CHECKING:
+    from flask import Request
+
     from churn.api.observe import Exchange
     from churn.registry import ServingSet
     from churn.serving.prediction import Prediction
 
-__all__ = ["answered", "observed", "score"]
+__all__ = ["answered", "observed", "score", "served_and_requested"]
 
 #: A view function (its arguments are the state, the request, the exchange, the URL's values).
 View = Callable[..., Response]
@@ -52,6 +55,22 @@ def observed(view: View) -> View:
             return response  # type: ignore[no-any-return]
 
     return run
+
+
+def served_and_requested(
+    state: ApiState, req: Request, exchange: Exchange
+) -> tuple[ServingSet, str | None]:
+    """Return the served set, read once (`Router.snapshot`), and the version ``?model=`` names.
+
+    The version is None when the request names none (the traffic rules then choose); the
+    exchange is labelled with it at once (`Router.requested`).
+
+    Raises:
+        ApiError: 404 when the named version is not served.
+
+    """
+    serving = state.router.snapshot()
+    return serving, state.router.requested(serving, req, exchange)
 
 
 def score(

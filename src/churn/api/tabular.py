@@ -7,12 +7,17 @@ rows; both end here as a list of customer objects checked by the same `CustomerV
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from churn.api.validation import MAX_DETAILS, CustomerValidator
 
-__all__ = ["TableError", "check_rows", "columns_to_rows"]
+if TYPE_CHECKING:
+    from churn.api.observe import Exchange
+    from churn.api.state import ApiState
+
+__all__ = ["TableError", "check_rows", "checked_batch", "columns_to_rows"]
 
 #: Problems quoted in an error message (all of them, up to MAX_DETAILS, are in the details).
 _IN_MESSAGE = 5
@@ -86,3 +91,23 @@ def check_rows(
             f"{len(problems)} {noun} in the rows: {shown}{more}", problems[:MAX_DETAILS]
         )
     return records, ids
+
+
+def checked_batch(
+    state: ApiState,
+    exchange: Exchange,
+    rows: Sequence[object],
+    error: Callable[[int, str], Exception],
+) -> list[dict[str, object]]:
+    """Count ``rows`` as the request's batch, then return them validated (`check_rows`).
+
+    Raises:
+        Exception: ``error(400, message)``, the protocol's own error, for a bad table.
+
+    """
+    exchange.batch_size = len(rows)
+    try:
+        records, _ = check_rows(state.validator, rows, state.settings.max_batch)
+    except TableError as exc:
+        raise error(400, exc.message) from None
+    return records

@@ -36,7 +36,7 @@ from churn.api.jsonio import loads as json_loads
 from churn.api.observe import Exchange
 from churn.api.scoring import answered, observed, score
 from churn.api.state import ApiState, request_objects
-from churn.api.tabular import TableError, check_rows
+from churn.api.tabular import checked_batch
 from churn.registry import ServingSet
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS, NUMERIC
 
@@ -238,11 +238,7 @@ def _infer(
         raise V2Error(400, "'id' must be a string")
     outputs = _requested_outputs(request, parameters, wants_explanation(req.args))
     rows = _rows(request.get("inputs"), binary, state.settings.max_batch)
-    exchange.batch_size = len(rows)
-    try:
-        records, _ = check_rows(state.validator, rows, state.settings.max_batch)
-    except TableError as exc:
-        raise V2Error(400, exc.message) from None
+    records = checked_batch(state, exchange, rows, V2Error)
     result = score(state, serving, served, alias, records)
     values: dict[str, np.ndarray] = {
         "churn_probability": result.probabilities,

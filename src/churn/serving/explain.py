@@ -43,8 +43,8 @@ import numpy as np
 from churn.schema import FEATURE_COLUMNS
 from churn.serving.encoding import CompiledPreprocessor, Record
 
-if TYPE_CHECKING:  # scorers imports nothing of this module; the import is for the annotation
-    from churn.serving.scorers import LinearScorer
+if TYPE_CHECKING:  # scorers imports nothing of this module; the import is for the annotations
+    from churn.serving.scorers import LinearScorer, TreeEnsembleScorer
 
 __all__ = [
     "Explainer",
@@ -158,22 +158,19 @@ class _LeafBlock:
 
 
 class TreeShapExplainer:
-    """Path-dependent TreeSHAP of a binary HistGradientBoosting ensemble, per input column."""
+    """Path-dependent TreeSHAP of a binary HistGradientBoosting ensemble, per input column.
 
-    def __init__(
-        self,
-        trees: Sequence[np.ndarray],
-        baseline: float,
-        preprocessor: CompiledPreprocessor,
-        positive_column: int,
-    ) -> None:
-        self.pre = preprocessor
-        sign = _sign(positive_column)
-        feature_column = _column_of_features(preprocessor)
+    It reads the ensemble from its `TreeEnsembleScorer`, as `LinearExplainer` reads its scorer.
+    """
+
+    def __init__(self, scorer: TreeEnsembleScorer) -> None:
+        self.pre = scorer.pre
+        sign = _sign(scorer.positive_column)
+        feature_column = _column_of_features(scorer.pre)
         paths: list[tuple[float, dict[int, list[float]]]] = []
-        for nodes in trees:
+        for nodes in scorer.trees:
             paths += _leaf_paths(nodes)
-        base = float(baseline)
+        base = scorer.baseline
         by_size: dict[int, list[tuple[float, dict[int, list[float]]]]] = {}
         for value, features in paths:
             base += value * float(np.prod([f[2] for f in features.values()]))
@@ -292,5 +289,5 @@ def explainer_for(scorer: object) -> Explainer | None:
     if isinstance(scorer, TreeEnsembleScorer):
         if any(nodes["count"][0] <= 0 for nodes in scorer.trees):
             return None  # a model file without node counts (covers)
-        return TreeShapExplainer(scorer.trees, scorer.baseline, scorer.pre, scorer.positive_column)
+        return TreeShapExplainer(scorer)
     return None

@@ -21,6 +21,7 @@ from churn.schema import FEATURE_COLUMNS
 from churn.serving.encoding import CompiledPreprocessor
 from churn.serving.explain import TreeShapExplainer
 from churn.serving.prediction import ServingModels
+from churn.serving.scorers import TreeEnsembleScorer
 
 N_ROWS = 10_000
 TOLERANCE = 1e-6
@@ -149,7 +150,7 @@ def test_trees_match_brute_force_shapley_on_small_trees(
     ).fit(train, labels)
     trees = [iteration[0].nodes for iteration in small._predictors]
     baseline = float(np.asarray(small._baseline_prediction).ravel()[0])
-    explainer = TreeShapExplainer(trees, baseline, pre, positive_column=1)
+    explainer = TreeShapExplainer(TreeEnsembleScorer(trees, baseline, pre, positive_column=1))
     players = sorted({int(f) for t in trees for f in t[t["is_leaf"] == 0]["feature_idx"]})
     assert 2 <= len(players) <= 12
     records = generated[2000:2010]
