@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from string import Formatter
 from typing import Any
 
 __all__ = [
@@ -253,6 +254,15 @@ def _fmt(value: float | None, spec: str = ".1f", unit: str = "") -> str:
     return f"{value:{spec}}{unit}"
 
 
+def _figures(template: str, figures: Mapping[str, Any], unit: str, **text: object) -> str:
+    """Fill ``template``: each ``{key}`` with ``figures[key]`` to one decimal and ``unit``.
+
+    A missing figure reads ``n/a``; the fields named in ``text`` take those values as they are.
+    """
+    keys = {key for _, key, _, _ in Formatter().parse(template) if key and key not in text}
+    return template.format(**{key: _fmt(figures.get(key), ".1f", unit) for key in keys}, **text)
+
+
 def format_report(results: Mapping[str, Any]) -> str:
     """Return the printed report: the scenario table, ratios, targets and the Docker figures."""
     load = results["load"]
@@ -302,12 +312,16 @@ def format_report(results: Mapping[str, Any]) -> str:
     batch = results.get("batch_1000_server_ms") or {}
     if batch:
         lines.append(
-            f"1,000-record batch, one request at a time ({batch.get('requests')} requests): "
-            f"server {_fmt(batch.get('server_mean_ms'), '.1f', ' ms')} mean "
-            f"[{batch.get('server_source', 'n/a')}], client "
-            f"{_fmt(batch.get('client_median_ms'), '.1f', ' ms')} median, server CPU "
-            f"{_fmt(batch.get('server_cpu_ms'), '.1f', ' ms')} per batch; under the wrk load "
-            f"server {_fmt(batch.get('under_load_server_mean_ms'), '.1f', ' ms')} mean"
+            _figures(
+                "1,000-record batch, one request at a time ({requests} requests): "
+                "server {server_mean_ms} mean [{server_source}], client {client_median_ms} "
+                "median, server CPU {server_cpu_ms} per batch; under the wrk load "
+                "server {under_load_server_mean_ms} mean",
+                batch,
+                " ms",
+                requests=batch.get("requests"),
+                server_source=batch.get("server_source", "n/a"),
+            )
         )
         parts = batch.get("parts") or {}
         if parts.get("steps_ms"):
@@ -329,13 +343,16 @@ def format_report(results: Mapping[str, Any]) -> str:
     mem = results.get("memory_mib") or {}
     if mem:
         lines.append(
-            f"memory: API container {mem.get('api_container') or 'n/a'} "
-            f"{_fmt(mem.get('api_at_rest'), '.1f', ' MiB')} at rest, "
-            f"{_fmt(mem.get('api_under_load'), '.1f', ' MiB')} under load; "
-            f"mlflow models serve {_fmt(mem.get('mlflow_serve_at_rest'), '.1f', ' MiB')} at rest, "
-            f"{_fmt(mem.get('mlflow_serve_under_load'), '.1f', ' MiB')} under load; "
-            f"BentoML {_fmt(mem.get('bentoml_serve_at_rest'), '.1f', ' MiB')} at rest, "
-            f"{_fmt(mem.get('bentoml_serve_under_load'), '.1f', ' MiB')} under load"
+            _figures(
+                "memory: API container {api_container} "
+                "{api_at_rest} at rest, {api_under_load} under load; "
+                "mlflow models serve {mlflow_serve_at_rest} at rest, "
+                "{mlflow_serve_under_load} under load; "
+                "BentoML {bentoml_serve_at_rest} at rest, {bentoml_serve_under_load} under load",
+                mem,
+                " MiB",
+                api_container=mem.get("api_container") or "n/a",
+            )
         )
     for image in (results.get("images") or {}).values():
         if image:
@@ -358,9 +375,13 @@ def format_report(results: Mapping[str, Any]) -> str:
     if up:
         if up.get("ok"):
             lines.append(
-                f"up to ready ({up.get('source', '')}): API /ready 200 after "
-                f"{_fmt(up.get('api_ready_s'), '.1f', ' s')}, both services healthy after "
-                f"{_fmt(up.get('healthy_s'), '.1f', ' s')}"
+                _figures(
+                    "up to ready ({source}): API /ready 200 after {api_ready_s}, "
+                    "both services healthy after {healthy_s}",
+                    up,
+                    " s",
+                    source=up.get("source", ""),
+                )
                 + (
                     f"; `nox -s up` for this run: healthy in {up['nox_up_healthy_s']:.1f} s"
                     if up.get("nox_up_healthy_s") is not None

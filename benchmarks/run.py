@@ -96,27 +96,29 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--api-url", default=f"http://127.0.0.1:{port}")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root")
     parser.add_argument("--out", type=Path, default=None, help="default: <root>/results/bench")
-    parser.add_argument("--duration", type=int, default=10, help="whole seconds per scenario")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument(
-        "--repeat",
-        type=int,
-        default=3,
-        help="runs of /health and single-record /predict; the median run (by p99) is reported",
-    )
+    # the load's integer knobs: (option, default, help)
+    for flag, default, text in (
+        ("--duration", 10, "whole seconds per scenario"),
+        ("--threads", 2, None),
+        ("--connections", 16, None),
+        (
+            "--repeat",
+            3,
+            "runs of /health and single-record /predict; the median run (by p99) is reported",
+        ),
+        (
+            "--comparison-workers",
+            1,
+            "worker processes of `mlflow models serve` and of the BentoML Service (both)",
+        ),
+    ):
+        parser.add_argument(flag, type=int, default=default, help=text)
     parser.add_argument("--skip-mlflow", action="store_true", help="no `mlflow models serve`")
     parser.add_argument("--skip-bentoml", action="store_true", help="no BentoML comparison")
     parser.add_argument(
         "--only",
         default=",".join(PARTS),
         help=f"comma-separated parts to run, of {','.join(PARTS)} (default: all)",
-    )
-    parser.add_argument(
-        "--comparison-workers",
-        type=int,
-        default=1,
-        help="worker processes of `mlflow models serve` and of the BentoML Service (both)",
     )
     parser.add_argument("--skip-docker", action="store_true", help="no image/build/up figures")
     parser.add_argument("--skip-builds", action="store_true", help="no build timings")

@@ -458,45 +458,60 @@ class DriftMonitor:
             HistogramMetricFamily,
         )
 
-        psi_family = GaugeMetricFamily(
-            "churn_api_drift_psi",
-            "Population stability index of each input column and of the score "
-            "(column churn_probability), last closed window against the training data.",
-            labels=["model", "column"],
-        )
-        records = GaugeMetricFamily(
-            "churn_api_drift_window_records",
-            "Records counted in the last closed drift window.",
-            labels=["model"],
-        )
-        current_records = GaugeMetricFamily(
-            "churn_api_drift_current_window_records",
-            "Records counted so far in the open drift window.",
-            labels=["model"],
-        )
-        ended = GaugeMetricFamily(
-            "churn_api_drift_window_end_timestamp_seconds",
-            "When the last drift window closed (Unix time).",
-            labels=["model"],
-        )
-        windows = CounterMetricFamily(
-            "churn_api_drift_windows",
-            "Drift windows closed since the API started.",
-            labels=["model"],
-        )
-        cost = CounterMetricFamily(
-            "churn_api_drift_observe_cpu_seconds",
-            "CPU time spent counting served records into drift bins (monitoring's own cost).",
+        model = ("model",)
+        psi_family, records, current_records, ended, windows, scores, cost = (
+            kind(name, text, labels=labels)
+            for kind, name, labels, text in (
+                (
+                    GaugeMetricFamily,
+                    "churn_api_drift_psi",
+                    ("model", "column"),
+                    "Population stability index of each input column and of the score "
+                    "(column churn_probability), last closed window against the training data.",
+                ),
+                (
+                    GaugeMetricFamily,
+                    "churn_api_drift_window_records",
+                    model,
+                    "Records counted in the last closed drift window.",
+                ),
+                (
+                    GaugeMetricFamily,
+                    "churn_api_drift_current_window_records",
+                    model,
+                    "Records counted so far in the open drift window.",
+                ),
+                (
+                    GaugeMetricFamily,
+                    "churn_api_drift_window_end_timestamp_seconds",
+                    model,
+                    "When the last drift window closed (Unix time).",
+                ),
+                (
+                    CounterMetricFamily,
+                    "churn_api_drift_windows",
+                    model,
+                    "Drift windows closed since the API started.",
+                ),
+                (
+                    HistogramMetricFamily,
+                    "churn_api_churn_probability",
+                    model,
+                    "Churn probabilities served, by model version.",
+                ),
+                (
+                    CounterMetricFamily,
+                    "churn_api_drift_observe_cpu_seconds",
+                    (),
+                    "CPU time spent counting served records into drift bins "
+                    "(monitoring's own cost).",
+                ),
+            )
         )
         for version in self.versions:  # bin what waits first: its cost counts in this scrape
             self._flush(version)
         with self._lock:
             cost.add_metric([], self._observe_cpu_s)
-        scores = HistogramMetricFamily(
-            "churn_api_churn_probability",
-            "Churn probabilities served, by model version.",
-            labels=["model"],
-        )
         for version in self.versions:
             current, closed, closed_count, histogram = self._copies(version)
             current_records.add_metric([version], current.records)

@@ -15,7 +15,13 @@ from collections.abc import Callable, Sequence
 from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-__all__ = ["ApiError", "error_response", "register_error_handlers", "register_error_shape"]
+__all__ = [
+    "ApiError",
+    "error_response",
+    "field_error",
+    "register_error_handlers",
+    "register_error_shape",
+]
 
 #: ``app.extensions`` key of the error renderers of protocols with their own error shape.
 _SHAPES = "churn.error_shapes"
@@ -52,6 +58,11 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = list(details)
+
+
+def field_error(status: int, code: str, message: str, field: str, problem: str) -> ApiError:
+    """Return an `ApiError` whose one detail says what is wrong with one ``field``."""
+    return ApiError(status, code, message, [{"field": field, "problem": problem}])
 
 
 def error_response(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from churn.api.errors import ApiError
+from churn.api.errors import field_error
 from churn.serving.prediction import Explanation, ExplanationUnavailableError, ServingModels
 
 __all__ = ["FLAG_VALUES", "explain", "explanation_items", "wants_explanation"]
@@ -27,11 +27,12 @@ def wants_explanation(args: Mapping[str, str]) -> bool:
     if value in FLAG_VALUES:
         return value in ("true", "1")
     shown = value if len(value) <= 40 else value[:40] + "..."
-    raise ApiError(
+    raise field_error(
         400,
         "bad_request",
         f"explain must be true or false; got {shown!r}",
-        [{"field": "explain", "problem": "must be true or false"}],
+        "explain",
+        "must be true or false",
     )
 
 
@@ -42,11 +43,12 @@ def explain(
     try:
         return models.explain(version, records)
     except ExplanationUnavailableError as exc:
-        raise ApiError(
+        raise field_error(
             422,
             "explanation_unavailable",
             f"{exc}; ask without explain=true",
-            [{"field": "explain", "problem": f"not available for model {version}"}],
+            "explain",
+            f"not available for model {version}",
         ) from None
 
 

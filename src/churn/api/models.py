@@ -10,7 +10,7 @@ import hmac
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from churn.api.errors import ApiError
+from churn.api.errors import ApiError, field_error
 from churn.api.state import get_state
 
 __all__ = ["bp"]
@@ -40,18 +40,20 @@ def refresh() -> tuple[Response, int]:
         )
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer ") or not header[7:].strip():
-        raise ApiError(
+        raise field_error(
             401,
             "unauthorized",
             "missing token: send 'Authorization: Bearer <CHURN_REGISTRY_TOKEN>'",
-            [{"field": "Authorization", "problem": "required bearer token is missing"}],
+            "Authorization",
+            "required bearer token is missing",
         )
     if not hmac.compare_digest(header[7:].strip().encode(), token.encode()):
-        raise ApiError(
+        raise field_error(
             403,
             "forbidden",
             "wrong token",
-            [{"field": "Authorization", "problem": "the bearer token is not the configured one"}],
+            "Authorization",
+            "the bearer token is not the configured one",
         )
     router.watcher.wake()
     return jsonify({"status": "accepted", "registry": router.watcher.status()}), 202

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, jsonify
 
-from churn.api.errors import ApiError
+from churn.api.errors import ApiError, field_error
 from churn.api.state import request_objects
 from churn.config import ApiSettings, ArtifactPaths
 from churn.drift import DriftMonitor, Reference
@@ -66,10 +66,6 @@ def drift() -> Response:
     version = req.args.get("model", state.settings.default_model)
     if version not in monitor.versions:
         listing = ", ".join(monitor.versions)
-        raise ApiError(
-            404,
-            "unknown_model",
-            f"no drift monitoring for model {version[:40]!r}; monitored: {listing}",
-            [{"field": "model", "problem": f"must be one of: {listing}"}],
-        )
+        message = f"no drift monitoring for model {version[:40]!r}; monitored: {listing}"
+        raise field_error(404, "unknown_model", message, "model", f"must be one of: {listing}")
     return jsonify(monitor.snapshot(version))

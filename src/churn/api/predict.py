@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Request, Response, jsonify
 
-from churn.api.errors import ApiError
+from churn.api.errors import ApiError, field_error
 from churn.api.explanations import explain, explanation_items, wants_explanation
 from churn.api.observe import Exchange
 from churn.api.scoring import answered, observed, score, served_and_requested
@@ -101,11 +101,12 @@ def _read_request(
 def _instances(body: object, max_batch: int) -> list[object]:
     """Return the ``instances`` list of a batch body, or raise 422."""
     if not isinstance(body, dict):
-        raise ApiError(
+        raise field_error(
             422,
             "validation_error",
             'the body must be a JSON object {"instances": [customer, ...]}',
-            [{"field": "body", "problem": "must be a JSON object"}],
+            "body",
+            "must be a JSON object",
         )
     problems = [
         {"field": str(key)[:100], "problem": "unknown field; the body holds only 'instances'"}
@@ -124,10 +125,11 @@ def _instances(body: object, max_batch: int) -> list[object]:
         raise ApiError(422, "validation_error", message, details)
     assert isinstance(instances, list)  # noqa: S101 - narrowed above
     if len(instances) > max_batch:  # 422, not 413: the body is well-formed, the batch too long
-        raise ApiError(
+        raise field_error(
             422,
             "batch_too_large",
             f"{len(instances)} instances; at most {max_batch} are accepted per request",
-            [{"field": "instances", "problem": f"must hold at most {max_batch} customers"}],
+            "instances",
+            f"must hold at most {max_batch} customers",
         )
     return instances

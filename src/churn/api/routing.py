@@ -30,7 +30,7 @@ import numpy as np
 from flask import Request, Response
 from prometheus_client import Counter, Gauge
 
-from churn.api.errors import ApiError
+from churn.api.errors import field_error
 from churn.registry import RegistryClient, RegistryWatcher, ServingSet
 from churn.registry_names import CHALLENGER, CHAMPION
 
@@ -228,12 +228,8 @@ class Router:
         if version not in available:
             listing = ", ".join(available) or "none loaded"
             shown = version if len(version) <= 40 else version[:40] + "..."
-            raise ApiError(
-                404,
-                "unknown_model",
-                f"unknown model version {shown!r}; available: {listing}",
-                [{"field": "model", "problem": f"must be one of: {listing}"}],
-            )
+            message = f"unknown model version {shown!r}; available: {listing}"
+            raise field_error(404, "unknown_model", message, "model", f"must be one of: {listing}")
         return version
 
     def route(
