@@ -38,6 +38,7 @@ import numpy as np
 from churn.config.paths import ModelFiles
 from churn.records import column as values_of
 from churn.records import numbers as numbers_of
+from churn.records import schema_codes, schema_table
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS
 
 __all__ = [
@@ -226,6 +227,11 @@ class Reference:
         ]
         self._score_edges = np.asarray(self.score.edges)
         self._categorical = [(c.name, c.categories, c.offset) for c in columns if c.categories]
+        #: Per categorical column: schema index -> flat bin (None: look the values up).
+        self._from_schema: list[np.ndarray | None] = []
+        for name, categories, offset in self._categorical:
+            table = schema_table(name, categories.__getitem__)
+            self._from_schema.append(None if table is None else table + offset)
 
     @classmethod
     def load(cls, path: Path) -> Reference:
@@ -252,11 +258,16 @@ class Reference:
         batch, a tenth of the time.
         """
         n = len(records)
-        parts = [
-            np.fromiter(map(categories.__getitem__, values_of(records, name)), np.intp, count=n)
-            + offset
-            for name, categories, offset in self._categorical
-        ]
+        parts = []
+        for (name, categories, offset), table in zip(
+            self._categorical, self._from_schema, strict=True
+        ):
+            given = schema_codes(records, name) if table is not None else None
+            if given is not None:
+                parts.append(table[given])  # type: ignore[index]
+            else:
+                values = map(categories.__getitem__, values_of(records, name))
+                parts.append(np.fromiter(values, np.intp, count=n) + offset)
         for name, edges, offset in self._numeric_arrays:
             values = numbers_of(records, name)  # None -> NaN
             found = np.searchsorted(edges, values, side="left")

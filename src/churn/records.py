@@ -2,22 +2,26 @@
 
 A batch that the API's validator accepted column by column is a `Records`: the records
 themselves (the request's own objects, not copied) plus each feature column as the validator
-extracted and normalised it (a list of category strings, or a float64 array of numbers with
-NaN for an unknown ``TotalCharges``). The preprocessor and the drift counters read those
-columns instead of walking every record again. Any other sequence of records works as well:
-`column` and `numbers` then take the column from the records.
+extracted and normalised it: a numeric column as a float64 array (NaN for an unknown
+``TotalCharges``), a categorical column as the index of each value among the spellings of
+`churn.schema.CATEGORICAL`. The preprocessor and the drift counters translate those indices
+with one array lookup instead of walking every record again. Any other sequence of records
+works as well: `numbers` then reads the column from the records, and `schema_codes` says
+there are no indices.
 
-This module is part of the shared bottom layer: it imports nothing of the project.
+This module is part of the shared bottom layer: it imports only `churn.schema`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 
 import numpy as np
 
-__all__ = ["Record", "Records", "column", "numbers"]
+from churn.schema import CATEGORICAL
+
+__all__ = ["Record", "Records", "column", "numbers", "schema_codes", "schema_table"]
 
 #: One validated record: every feature column of `churn.schema` mapped to its value.
 Record = Mapping[str, object]
@@ -27,30 +31,54 @@ class Records(list[Record]):
     """A list of validated records that also holds their feature columns.
 
     Attributes:
-        columns: feature name -> the column in record order: a list of strings for a
-            categorical feature, a float64 array (NaN for unknown) for a numeric one.
+        numeric: numeric feature -> float64 array in record order (NaN for unknown).
+        codes: categorical feature -> intp array: each value's index in
+            ``churn.schema.CATEGORICAL[feature]``.
 
     """
 
-    __slots__ = ("columns",)
+    __slots__ = ("codes", "numeric")
 
-    def __init__(self, records: Iterable[Record], columns: Mapping[str, object]) -> None:
+    def __init__(
+        self,
+        records: Iterable[Record],
+        numeric: Mapping[str, np.ndarray],
+        codes: Mapping[str, np.ndarray],
+    ) -> None:
         super().__init__(records)
-        self.columns = dict(columns)
+        self.numeric = dict(numeric)
+        self.codes = dict(codes)
 
 
-def column(records: Sequence[Record], name: str) -> Sequence[object]:
-    """Return the values of feature ``name`` of ``records``, in order."""
-    if isinstance(records, Records):
-        found = records.columns.get(name)
-        if found is not None:
-            return found  # type: ignore[return-value]
+def column(records: Sequence[Record], name: str) -> list[object]:
+    """Return the values of feature ``name`` of ``records``, in order, as given."""
     return list(map(itemgetter(name), records))
 
 
 def numbers(records: Sequence[Record], name: str) -> np.ndarray:
     """Return numeric feature ``name`` of ``records`` as a float64 array (None -> NaN)."""
-    values = column(records, name)
-    if isinstance(values, np.ndarray):
-        return values
-    return np.array(values, dtype=np.float64)
+    if isinstance(records, Records) and name in records.numeric:
+        return records.numeric[name]
+    return np.array(column(records, name), dtype=np.float64)
+
+
+def schema_codes(records: Sequence[Record], name: str) -> np.ndarray | None:
+    """Return the schema indices of categorical ``name`` if ``records`` hold them, else None."""
+    if isinstance(records, Records):
+        return records.codes.get(name)
+    return None
+
+
+def schema_table(name: str, lookup: Callable[[str], int]) -> np.ndarray | None:
+    """Return an array taking a schema index of categorical ``name`` to ``lookup(value)``.
+
+    None when ``name`` is not a categorical column of the schema or ``lookup`` raises
+    ``KeyError`` for one of its spellings (then the values themselves must be looked up).
+    """
+    spellings = CATEGORICAL.get(name)
+    if spellings is None:
+        return None
+    try:
+        return np.array([lookup(value) for value in spellings], dtype=np.intp)
+    except KeyError:
+        return None

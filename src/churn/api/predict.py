@@ -62,14 +62,14 @@ def predict_batch(state: ApiState, req: Request, exchange: Exchange) -> Response
         raise ApiError(422, "validation_error", message, details)
     version, alias = state.router.route(serving, requested, None, single=False)
     result = score(state, serving, version, alias, records)
-    predictions: list[dict[str, Any]] = []
-    for probability, churn, customer_id in zip(
-        result.probabilities.tolist(), result.churn.tolist(), ids, strict=True
-    ):
-        item: dict[str, Any] = {"churn": churn, "churn_probability": probability}
-        if customer_id is not None:
-            item[ID_COLUMN] = customer_id
-        predictions.append(item)
+    predictions: list[dict[str, Any]] = [
+        {"churn": churn, "churn_probability": probability}
+        if customer_id is None
+        else {"churn": churn, "churn_probability": probability, ID_COLUMN: customer_id}
+        for probability, churn, customer_id in zip(
+            result.probabilities.tolist(), result.churn.tolist(), ids, strict=True
+        )
+    ]
     if explaining:
         assert serving.models is not None  # noqa: S101 - score raised 503 otherwise
         for item, why in zip(

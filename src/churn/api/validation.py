@@ -177,6 +177,11 @@ class CustomerValidator:
         self._get_categories = itemgetter(*CATEGORICAL)
         self._category_sets = tuple(self._categories[name] for name in CATEGORICAL)
         self._numeric_specs = tuple(NUMERIC.items())
+        #: The column path's lookups: category -> its index among the schema's spellings.
+        self._schema_codes = {
+            name: {value: i for i, value in enumerate(values)}.__getitem__
+            for name, values in CATEGORICAL.items()
+        }
 
     # -- single values ----------------------------------------------------------------------
 
@@ -328,7 +333,8 @@ class CustomerValidator:
         optionally a customerID string), every category an allowed string, every number a
         JSON int or float in range (whole for whole-number fields), TotalCharges possibly
         null. The records are the request's own objects; the normalised columns travel with
-        them (`churn.records.Records`), so encoding and drift counting read them directly.
+        them (`churn.records.Records`: numbers as arrays, categories as their index among the
+        schema's spellings), so encoding and drift counting read them directly.
         Anything else returns None and the batch is checked record by record.
         """
         n = len(instances)
@@ -346,23 +352,22 @@ class CustomerValidator:
                 return None
             if max(map(len, given)) > MAX_ID_LENGTH:  # type: ignore[arg-type]
                 return None
-        columns: dict[str, object] = {}
+        numeric: dict[str, np.ndarray] = {}
+        codes: dict[str, np.ndarray] = {}
         try:
-            for name, allowed in zip(CATEGORICAL, self._category_sets, strict=True):
-                values = list(map(itemgetter(name), instances))
-                # `in` a set of strings is True only for an equal string (unhashable: TypeError).
-                if not allowed.issuperset(values):
-                    return None
-                columns[name] = values
+            for name, code_of in self._schema_codes.items():
+                # A value that is not an allowed string has no code (KeyError; unhashable:
+                # TypeError); the dict's keys are strings, so no other type is equal to one.
+                values = map(code_of, map(itemgetter(name), instances))
+                codes[name] = np.fromiter(values, np.intp, count=n)
             for name, spec in self._numeric_specs:
-                values = list(map(itemgetter(name), instances))
-                array = _number_column(values, spec)
+                array = _number_column(list(map(itemgetter(name), instances)), spec)
                 if array is None:
                     return None
-                columns[name] = array
-        except (KeyError, TypeError):  # a field missing (19 keys then hold an unknown one)
+                numeric[name] = array
+        except (KeyError, TypeError):  # also a field missing (19 keys then hold an unknown one)
             return None
-        return Records(instances, columns), ids, []  # type: ignore[arg-type]
+        return Records(instances, numeric, codes), ids, []  # type: ignore[arg-type]
 
     def _fast(
         self, obj: dict[str, object]

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
-from churn.records import Record, Records, column, numbers
+from churn.records import Record, Records, numbers, schema_codes, schema_table
 
 
 class CodeMap(dict[object, Any]):
@@ -89,6 +88,11 @@ class CompiledPreprocessor:
         )
         self.numeric_values = values_getter(self.numeric_columns)
         self.categorical_values = values_getter(self.categorical_columns)
+        #: Per categorical column: schema index -> code (None: look the values up).
+        self._from_schema = tuple(
+            schema_table(name, m.__getitem__)
+            for name, m in zip(self.categorical_columns, self.code_maps, strict=True)
+        )
 
     def encode(self, records: Sequence[Record]) -> Encoded:
         """Encode records: imputed, scaled numeric values and categorical codes.
@@ -96,31 +100,41 @@ class CompiledPreprocessor:
         A `churn.records.Records` batch is encoded from the columns it already holds.
         """
         n = len(records)
+        k = len(self.numeric_columns)
         if isinstance(records, Records):
-            numeric = np.empty((n, len(self.numeric_columns)), dtype=np.float64)
+            numeric = np.empty((n, k), dtype=np.float64)
             for j, name in enumerate(self.numeric_columns):
                 numeric[:, j] = numbers(records, name)
-            columns: Iterable[Sequence[object]] = (
-                column(records, name) for name in self.categorical_columns
-            )
         else:
-            numeric = np.array(list(map(self.numeric_values, records)), dtype=np.float64).reshape(
-                n, len(self.numeric_columns)
-            )  # None -> NaN
-            # Column by column (zip(*...) transposes), so each lookup loop runs in C.
-            columns = zip(*map(self.categorical_values, records), strict=True)
+            numeric = np.array(list(map(self.numeric_values, records)), dtype=np.float64)
+            numeric = numeric.reshape(n, k)  # None -> NaN
         missing = np.isnan(numeric)
         if missing.any():
             numeric = np.where(missing, self.fill, numeric)
         numeric -= self.mean
         numeric /= self.scale
+        return Encoded(numeric, self._codes(records, n))
+
+    def _codes(self, records: Sequence[Record], n: int) -> np.ndarray:
+        """Return the categorical codes, shape ``(n, columns)``: from schema indices if given."""
         maps = self.code_maps
-        codes = np.fromiter(
-            chain.from_iterable(map(m.__getitem__, c) for m, c in zip(maps, columns, strict=False)),
-            dtype=np.intp,
-            count=n * len(maps),
-        ).reshape(len(maps), n)
-        return Encoded(numeric, codes.T)
+        codes = np.empty((len(maps), n), dtype=np.intp)
+        looked_up: list[int] = []
+        for j, (name, table) in enumerate(
+            zip(self.categorical_columns, self._from_schema, strict=True)
+        ):
+            given = schema_codes(records, name) if table is not None else None
+            if given is not None:
+                codes[j] = table[given]  # type: ignore[index]
+            else:
+                looked_up.append(j)
+        if looked_up:
+            # Column by column (zip(*...) transposes), so each lookup loop runs in C.
+            getter = values_getter([self.categorical_columns[j] for j in looked_up])
+            columns = zip(*map(getter, records), strict=True)
+            for j, values in zip(looked_up, columns, strict=False):
+                codes[j] = np.fromiter(map(maps[j].__getitem__, values), np.intp, count=n)
+        return codes.T
 
     def dense(self, encoded: Encoded) -> np.ndarray:
         """Return the transformer's output matrix, shape ``(n, n_features)``, float64."""

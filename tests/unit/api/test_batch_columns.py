@@ -103,9 +103,10 @@ def test_the_column_path_accepts_exactly_what_each_record_alone_accepts(
                     [r[name] for r in expected_records],  # type: ignore[index]
                     dtype=np.float64,
                 )
-                np.testing.assert_array_equal(records.columns[name], want_column)
-            for name in CATEGORICAL:
-                assert records.columns[name] == [r[name] for r in expected_records]  # type: ignore[index]
+                np.testing.assert_array_equal(records.numeric[name], want_column)
+            for name, spellings in CATEGORICAL.items():
+                got_values = [spellings[i] for i in records.codes[name].tolist()]
+                assert got_values == [r[name] for r in expected_records]  # type: ignore[index]
     # Both verdicts really occur, and the column path really ran on the good ones.
     assert accepted > 20 and refused > 100
     assert isinstance(V.validate_many(_mutations(make_records, seed)[0])[0], Records)
