@@ -1,48 +1,28 @@
-"""The OpenAPI 3.0 document of the API, built once from `churn.schema` and the settings.
+"""The OpenAPI 3.0 document of the API, built once from the request contract and the settings.
 
-The customer schema states exactly what the validator accepts (enums, ranges, numeric-string
-patterns), so tools that fuzz from this document (schemathesis) find it truthful.
+The Customer component is the JSON schema of the model that validates requests
+(`churn.api.contract.Customer`: enums, ranges, numeric-string patterns), in OpenAPI 3.0's
+dialect, so tools that fuzz from this document (schemathesis) find it truthful.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+
 from churn import __version__
+from churn.api.contract import EXAMPLE_CUSTOMER, Customer
 from churn.api.openapi_protocols import (
     EXPLAIN_PARAMETER,
     explanation_schema,
     protocol_paths,
     protocol_schemas,
 )
-from churn.api.validation import BLANK_PATTERN, MAX_ID_LENGTH, string_pattern
 from churn.config import ApiSettings
-from churn.schema import CATEGORICAL, FEATURE_COLUMNS, ID_COLUMN, NUMERIC
+from churn.schema import ID_COLUMN
 
 __all__ = ["EXAMPLE_CUSTOMER", "build_openapi"]
-
-#: A valid customer (row 1 of the public file), used in the docs and as the page's defaults.
-EXAMPLE_CUSTOMER: dict[str, object] = {
-    "gender": "Female",
-    "SeniorCitizen": 0,
-    "Partner": "Yes",
-    "Dependents": "No",
-    "tenure": 1,
-    "PhoneService": "No",
-    "MultipleLines": "No phone service",
-    "InternetService": "DSL",
-    "OnlineSecurity": "No",
-    "OnlineBackup": "Yes",
-    "DeviceProtection": "No",
-    "TechSupport": "No",
-    "StreamingTV": "No",
-    "StreamingMovies": "No",
-    "Contract": "Month-to-month",
-    "PaperlessBilling": "Yes",
-    "PaymentMethod": "Electronic check",
-    "MonthlyCharges": 29.85,
-    "TotalCharges": 29.85,
-}
 
 _DESCRIPTION = """\
 Churn prediction for customers described by the columns of the public IBM
@@ -75,46 +55,50 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _customer_schema() -> dict[str, Any]:
-    properties: dict[str, Any] = {
-        ID_COLUMN: {
-            "type": "string",
-            "maxLength": MAX_ID_LENGTH,
-            "description": "Optional; echoed back with the prediction.",
-            "example": "7590-VHVEG",
-        }
-    }
-    for name in FEATURE_COLUMNS:
-        if name in CATEGORICAL:
-            properties[name] = {"type": "string", "enum": list(CATEGORICAL[name])}
+class _InOrder(GenerateJsonSchema):
+    """pydantic's JSON schema with every object's keys as written (examples read like a record)."""
+
+    def sort(self, value: JsonSchemaValue, parent_key: str | None = None) -> JsonSchemaValue:
+        return value
+
+
+def _openapi30(schema: dict[str, Any]) -> dict[str, Any]:
+    """Return a pydantic JSON schema in OpenAPI 3.0's dialect, accepting the same documents.
+
+    pydantic's titles are dropped; ``examples: [x, ...]`` becomes ``example: x``; an
+    ``anyOf`` branch ``{"type": "null"}`` becomes ``nullable: true`` on the first typed branch
+    (3.0 has no null type, and ``nullable`` needs a ``type`` beside it); a ``null`` default of a
+    schema that does not take null is dropped (3.0 wants defaults to fit their schema).
+    """
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "title":
             continue
-        spec = NUMERIC[name]
-        low = int(spec.minimum) if float(spec.minimum).is_integer() else spec.minimum
-        high = int(spec.maximum) if float(spec.maximum).is_integer() else spec.maximum
-        number: dict[str, Any] = {"type": "number", "minimum": low, "maximum": high}
-        if spec.integer:
-            number["multipleOf"] = 1
-        branches: list[dict[str, Any]] = [
-            number,
-            {"type": "string", "pattern": string_pattern(spec)},
-        ]
-        description = f"{low} to {high}" + (", a whole number" if spec.integer else "")
-        if spec.nullable:
-            number["nullable"] = True
-            branches.append({"type": "string", "pattern": BLANK_PATTERN})
-            description += "; null or a blank string means unknown"
-        properties[name] = {
-            "anyOf": branches,
-            "description": description + "; also as a numeric string.",
-            "example": EXAMPLE_CUSTOMER[name],
-        }
-    return {
-        "type": "object",
-        "required": list(FEATURE_COLUMNS),
-        "additionalProperties": False,
-        "properties": properties,
-        "example": {ID_COLUMN: "7590-VHVEG", **EXAMPLE_CUSTOMER},
-    }
+        if key == "properties":
+            out[key] = {name: _openapi30(sub) for name, sub in value.items()}
+        elif key in ("anyOf", "oneOf", "allOf"):
+            out[key] = [_openapi30(sub) for sub in value]
+        elif key in ("items", "additionalProperties", "not") and isinstance(value, dict):
+            out[key] = _openapi30(value)
+        elif key == "examples" and value:
+            out["example"] = value[0]
+        else:
+            out[key] = value
+    if {"type": "null"} in out.get("anyOf", []):
+        out["anyOf"] = [branch for branch in out["anyOf"] if branch != {"type": "null"}]
+        next(branch for branch in out["anyOf"] if "type" in branch)["nullable"] = True
+    if "default" in out and out["default"] is None and not _takes_null(out):
+        del out["default"]
+    return out
+
+
+def _takes_null(schema: dict[str, Any]) -> bool:
+    return bool(schema.get("nullable")) or any(_takes_null(b) for b in schema.get("anyOf", []))
+
+
+def _customer_schema() -> dict[str, Any]:
+    """Return the Customer component: the contract's model, as OpenAPI 3.0 states it."""
+    return _openapi30(Customer.model_json_schema(schema_generator=_InOrder))
 
 
 def _error(description: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, current_app, render_template
 
-from churn.api.openapi import EXAMPLE_CUSTOMER
+from churn.api.contract import EXAMPLE_CUSTOMER
 from churn.api.state import get_state
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS, INTERNET_ADDONS, NUMERIC
 

@@ -1,41 +1,30 @@
-"""Request validation: read a JSON body within limits and check customers against the schema.
+"""Request validation: read a JSON body within limits and check customers against the contract.
 
-Hand-written for speed and precise messages, and driven by `churn.schema` (the category
-spellings and numeric ranges are never restated here). The accepted forms, also described in
-the OpenAPI document, are:
-
-* categorical fields: a string spelled exactly as in the data set;
-* numeric fields: a JSON number, or a numeric string as CSV exports write it (``"29.85"``,
-  ``"1"``: digits with an optional decimal part, no sign, exponent or spaces); whole-number
-  fields (``SeniorCitizen``, ``tenure``) take integral numbers only (``5`` or ``5.0``, not
-  ``5.5``) and digit-only strings; booleans, ``NaN`` and ``Infinity`` are rejected;
-* ``TotalCharges`` may also be ``null`` or a blank string (spaces or tabs only), meaning unknown,
-  as the raw file has for customers with tenure 0;
-* ``customerID``: optional string, echoed back; any other field is rejected by name.
+Which records are valid, and what they become, is decided by the pydantic model
+`churn.api.contract.Customer` (its docstring lists the accepted forms); this module adds a fast
+path for the common well-typed record and turns the model's errors into the API's details:
+one ``{"field", "problem"}`` per field, in words that say what to send instead.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
 from flask import Request
+from pydantic import TypeAdapter, ValidationError
 
+from churn.api.contract import MAX_ID_LENGTH, Customer, bound
 from churn.api.errors import ApiError
 from churn.api.jsonio import loads as json_loads
 from churn.records import Records
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS, ID_COLUMN, NUMERIC, NumericField
 
-#: Longest accepted customerID.
-MAX_ID_LENGTH = 128
 #: Most field problems reported in one error response (the message gives the total).
 MAX_DETAILS = 100
 #: Longest user-supplied text quoted back in an error message.
@@ -43,46 +32,12 @@ _QUOTE_LIMIT = 40
 
 Detail = dict[str, str]
 
-# Numeric strings: the general shapes (the range is checked after parsing) ...
+# The general shapes of numeric strings: when the model rejects a string of the right shape,
+# its value is out of range (the model's patterns check shape and range at once).
 _INT_SHAPE = re.compile(r"^[0-9]+$")
 _DECIMAL_SHAPE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
-#: ... and a blank TotalCharges. `$` also allows one trailing newline, exactly as the same
-#: patterns in the OpenAPI document behave under Python's `re` (used by JSON-schema validators).
-BLANK_PATTERN = r"^[ \t]*$"
-_BLANK = re.compile(BLANK_PATTERN)
-
-
-def _int_at_most(limit: int) -> str:
-    """Regex (unanchored) for the decimal digits of the integers 0..limit, no leading zeros."""
-    digits = str(limit)
-    if len(digits) == 1:
-        return f"[0-{digits}]"
-    alternatives = ["[0-9]"]
-    if len(digits) > 2:
-        alternatives.append(f"[1-9][0-9]{{1,{len(digits) - 2}}}")
-    for i, char in enumerate(digits):
-        low, high = (1 if i == 0 else 0), int(char) - 1
-        if high >= low:
-            rest = len(digits) - i - 1
-            tail = f"[0-9]{{{rest}}}" if rest else ""
-            alternatives.append(f"{digits[:i]}[{low}-{high}]{tail}")
-    alternatives.append(digits)
-    return "|".join(alternatives)
-
-
-def string_pattern(spec: NumericField) -> str:
-    """Return the exact regex of the numeric strings accepted for a field of this spec.
-
-    It matches the same strings the validator accepts (shape and range), so the OpenAPI
-    document can state it truthfully. Leading zeros are allowed, as in ``"007"``.
-    """
-    if spec.minimum != 0 or not float(spec.maximum).is_integer() or spec.maximum < 1:
-        raise ValueError("string patterns are only derived for ranges 0..N with an integer N")
-    top = int(spec.maximum)
-    if spec.integer:
-        return rf"^0*({_int_at_most(top)})$"
-    below = _int_at_most(top - 1)
-    return rf"^0*(({below})(\.[0-9]+)?|{top}(\.0+)?)$"
+#: pydantic's error types that mean "not an accepted key" (a non-string key: not JSON).
+_UNKNOWN_KEY = frozenset({"extra_forbidden", "invalid_key"})
 
 
 def _quote(value: object) -> str:
@@ -141,12 +96,28 @@ def _field_name(key: str) -> str:
     return key if len(key) <= 100 else key[:100] + "..."
 
 
-@dataclass(frozen=True)
-class _Numeric:
-    name: str
-    spec: NumericField
-    shape: re.Pattern[str]
-    range_text: str
+def _number_problem(spec: NumericField, value: object, kinds: set[str]) -> str:
+    """Say why the model rejected ``value`` for a numeric field (``kinds``: its error types)."""
+    kind = "a whole number" if spec.integer else "a number"
+    range_text = f"must be between {bound(spec.minimum)} and {bound(spec.maximum)}"
+    if isinstance(value, bool):
+        return f"must be {kind}, not a boolean"
+    if value is None:
+        return f"must be {kind}, not null"
+    if isinstance(value, str):
+        shape = _INT_SHAPE if spec.integer else _DECIMAL_SHAPE
+        if shape.match(value):
+            return f"{range_text}; got {_quote(value)}"
+        allowed = "digits only" if spec.integer else "digits with an optional decimal part"
+        return f"must be {kind} or a numeric string ({allowed}); got {_quote(value)}"
+    if not isinstance(value, int | float):
+        return f"must be {kind}; got {_quote(value)}"
+    if "finite_number" in kinds:
+        return f"must be a finite number; got {_quote(value)}"
+    if "whole_number" in kinds:
+        return f"must be a whole number; got {_quote(value)}"
+    # Out of range (`less_than_equal`, `greater_than_equal`), or an integer past a double's.
+    return f"{range_text}; got {_quote(value)}"
 
 
 class CustomerValidator:
@@ -160,16 +131,6 @@ class CustomerValidator:
         self._choices_text: dict[str, str] = {
             name: ", ".join(repr(v) for v in values) for name, values in CATEGORICAL.items()
         }
-        self._numeric: dict[str, _Numeric] = {}
-        for name, spec in NUMERIC.items():
-            low = int(spec.minimum) if float(spec.minimum).is_integer() else spec.minimum
-            high = int(spec.maximum) if float(spec.maximum).is_integer() else spec.maximum
-            self._numeric[name] = _Numeric(
-                name=name,
-                spec=spec,
-                shape=_INT_SHAPE if spec.integer else _DECIMAL_SHAPE,
-                range_text=f"between {low} and {high}",
-            )
         self._known = frozenset(FEATURE_COLUMNS) | {ID_COLUMN}
         self._known_lower = {k.lower(): k for k in self._known}
         # The fast path's lookups (see `_fast`).
@@ -182,56 +143,12 @@ class CustomerValidator:
             name: {value: i for i, value in enumerate(values)}.__getitem__
             for name, values in CATEGORICAL.items()
         }
-
-    # -- single values ----------------------------------------------------------------------
-
-    def _categorical(self, name: str, value: object) -> tuple[str | None, str | None]:
-        if isinstance(value, str) and value in self._categories[name]:
-            return value, None
-        problem = f"must be one of {self._choices_text[name]}; got {_quote(value)}"
-        if isinstance(value, str):
-            folded = value.strip().casefold()
-            for choice in CATEGORICAL[name]:
-                if choice.casefold() == folded:
-                    problem += f" (did you mean {choice!r}?)"
-                    break
-        return None, problem
-
-    def _number(self, numeric: _Numeric, value: object) -> tuple[object, str | None]:
-        spec = numeric.spec
-        kind = "a whole number" if spec.integer else "a number"
-        number: int | float | Decimal
-        if isinstance(value, bool):
-            return None, f"must be {kind}, not a boolean"
-        if isinstance(value, int):
-            number = value
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                return None, f"must be a finite number; got {_quote(value)}"
-            number = value
-        elif isinstance(value, str):
-            if spec.nullable and _BLANK.match(value):
-                return None, None
-            if not numeric.shape.match(value):
-                shape = "digits only" if spec.integer else "digits with an optional decimal part"
-                return None, f"must be {kind} or a numeric string ({shape}); got {_quote(value)}"
-            try:
-                number = Decimal(value.strip())
-            except InvalidOperation:  # pragma: no cover - the shape check rules this out
-                return None, f"must be {kind}; got {_quote(value)}"
-        elif value is None:
-            if spec.nullable:
-                return None, None
-            return None, f"must be {kind}, not null"
-        else:
-            return None, f"must be {kind}; got {_quote(value)}"
-        if not spec.minimum <= number <= spec.maximum:
-            return None, f"must be {numeric.range_text}; got {_quote(value)}"
-        if spec.integer:
-            if number != int(number):
-                return None, f"must be a whole number; got {_quote(value)}"
-            return int(number), None
-        return float(number), None
+        # The full path: the contract's model, compiled here (not at import, nor on the first
+        # record that needs it), and the order of its problems: the feature columns,
+        # customerID, then unknown fields as sent.
+        self._customer = TypeAdapter(Customer)
+        self._customer.rebuild(force=True)
+        self._order = (*FEATURE_COLUMNS, ID_COLUMN)
 
     # -- records ----------------------------------------------------------------------------
 
@@ -253,47 +170,17 @@ class CustomerValidator:
     def _full(
         self, obj: object, prefix: str
     ) -> tuple[dict[str, object] | None, str | None, list[Detail]]:
-        """Every check, with exact messages: what `validate` does when `_fast` declines."""
-        if not isinstance(obj, Mapping):
-            where = prefix.rstrip(".") or "body"
-            return (
-                None,
-                None,
-                [{"field": where, "problem": f"must be a JSON object; got {_quote(obj)}"}],
-            )
-        problems: list[Detail] = []
-        record: dict[str, object] = {}
-        present = 0
-        for name in self.fields:
-            if name not in obj:
-                problems.append({"field": prefix + name, "problem": "required field is missing"})
-                continue
-            present += 1
-            value = obj[name]
-            numeric = self._numeric.get(name)
-            if numeric is None:
-                parsed, problem = self._categorical(name, value)
-            else:
-                parsed, problem = self._number(numeric, value)
-            if problem is None:
-                record[name] = parsed
-            else:
-                problems.append({"field": prefix + name, "problem": problem})
-        customer_id = obj.get(ID_COLUMN)
-        if ID_COLUMN in obj and not (
-            isinstance(customer_id, str) and len(customer_id) <= MAX_ID_LENGTH
-        ):
-            problem = (
-                f"must be a string of at most {MAX_ID_LENGTH} characters"
-                if isinstance(customer_id, str)
-                else f"must be a string; got {_quote(customer_id)}"
-            )
-            problems.append({"field": prefix + ID_COLUMN, "problem": problem})
-        if len(obj) > present + (ID_COLUMN in obj):
-            problems.extend(self._unknown(obj, prefix))
-        if problems:
-            return None, None, problems
-        return record, customer_id if isinstance(customer_id, str) else None, []
+        """Every check, with exact messages: what `validate` does when `_fast` declines.
+
+        The `Customer` model decides and normalises; its errors become one problem per field.
+        """
+        try:
+            customer = self._customer.validate_python(obj)
+        except ValidationError as error:
+            return None, None, self._problems(obj, error, prefix)
+        record = dict(vars(customer))
+        customer_id = record.pop(ID_COLUMN)
+        return record, customer_id, []
 
     def validate_many(
         self, instances: list[object]
@@ -417,21 +304,57 @@ class CustomerValidator:
                 return None
         return record, customer_id, []
 
-    def _unknown(self, obj: Mapping[str, object], prefix: str) -> list[Detail]:
-        problems = []
-        for key in obj:
-            if key in self._known:
-                continue
-            problem = "unknown field"
-            hint = self._known_lower.get(str(key).lower()) or next(
-                iter(difflib.get_close_matches(str(key), self._known, n=1, cutoff=0.8)), None
-            )
-            if hint:
-                problem += f"; did you mean {hint!r}?"
-            elif key == "instances":
-                problem += "; send batches to /predict/batch"
-            problems.append({"field": prefix + _field_name(str(key)), "problem": problem})
-        return problems
+    # -- the model's errors in words ---------------------------------------------------------
+
+    def _problems(self, obj: object, error: ValidationError, prefix: str) -> list[Detail]:
+        """Turn the model's errors into one problem per field, in the contract's words."""
+        kinds: dict[str | int, set[str]] = {}
+        for found in error.errors(include_url=False, include_context=False, include_input=False):
+            if not found["loc"]:  # the record itself
+                where = prefix.rstrip(".") or "body"
+                return [{"field": where, "problem": f"must be a JSON object; got {_quote(obj)}"}]
+            kinds.setdefault(found["loc"][0], set()).add(found["type"])
+        values: Mapping[object, object] = obj if isinstance(obj, Mapping) else {}
+        keys = [k for k in self._order if k in kinds] + [k for k in kinds if k not in self._known]
+        return [
+            {
+                "field": prefix + _field_name(str(key)),
+                "problem": self._problem(str(key), values.get(key), kinds[key]),
+            }
+            for key in keys
+        ]
+
+    def _problem(self, key: str, value: object, kinds: set[str]) -> str:
+        if "missing" in kinds:
+            return "required field is missing"
+        if kinds & _UNKNOWN_KEY:
+            return self._unknown(key)
+        if key == ID_COLUMN:
+            if "string_too_long" in kinds:
+                return f"must be a string of at most {MAX_ID_LENGTH} characters"
+            return f"must be a string; got {_quote(value)}"
+        spec = NUMERIC.get(key)
+        if spec is not None:
+            return _number_problem(spec, value, kinds)
+        problem = f"must be one of {self._choices_text[key]}; got {_quote(value)}"
+        if isinstance(value, str):
+            folded = value.strip().casefold()
+            for choice in CATEGORICAL[key]:
+                if choice.casefold() == folded:
+                    problem += f" (did you mean {choice!r}?)"
+                    break
+        return problem
+
+    def _unknown(self, key: str) -> str:
+        problem = "unknown field"
+        hint = self._known_lower.get(key.lower()) or next(
+            iter(difflib.get_close_matches(key, self._known, n=1, cutoff=0.8)), None
+        )
+        if hint:
+            problem += f"; did you mean {hint!r}?"
+        elif key == "instances":
+            problem += "; send batches to /predict/batch"
+        return problem
 
 
 # --------------------------------------------------------------------------------------------
