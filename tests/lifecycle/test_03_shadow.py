@@ -73,6 +73,15 @@ def test_shadow_scores_the_challenger_under_load_without_failing_a_primary_answe
         },
         "shadow_records_scored": int(scored),
         "shadow_dropped_queue_full": int(dropped),
+        "shadow_cpu_ms_per_request": round(
+            (
+                sample(after, "churn_api_shadow_cpu_seconds_total")
+                - sample(before, "churn_api_shadow_cpu_seconds_total")
+            )
+            * 1e3
+            / max(on.result.requests, 1),
+            4,
+        ),
         "shadow_disagreements": int(
             sample(after, "churn_api_shadow_disagreements_total", SHADOW)
             - sample(before, "churn_api_shadow_disagreements_total", SHADOW)

@@ -124,6 +124,11 @@ class Router:
             "Shadow work dropped because the shadow queue was full.",
             registry=registry,
         )
+        self.shadow_cpu = Counter(
+            "churn_api_shadow_cpu_seconds",
+            "CPU time the shadow thread spent scoring (shadow mode's own cost).",
+            registry=registry,
+        )
         self._shadow: queue.Queue[tuple[Any, ...]] | None = None
         if settings.shadow:
             self._shadow = queue.Queue(SHADOW_QUEUE)
@@ -300,7 +305,17 @@ class Router:
                     self._shadow.task_done()
 
     def _score_shadow(self, items: list[tuple[Any, ...]]) -> None:
-        """Score gathered answers with their shadow versions: one call per served set, version."""
+        """Score gathered answers with their shadow versions: one call per served set, version.
+
+        The thread's CPU time for it is added to ``churn_api_shadow_cpu_seconds_total``.
+        """
+        started = time.thread_time()
+        try:
+            self._score_groups(items)
+        finally:
+            self.shadow_cpu.inc(time.thread_time() - started)
+
+    def _score_groups(self, items: list[tuple[Any, ...]]) -> None:
         groups: dict[tuple[int, str], list[tuple[Any, ...]]] = {}
         for item in items:
             groups.setdefault((id(item[0]), item[1]), []).append(item)

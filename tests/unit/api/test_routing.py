@@ -85,3 +85,10 @@ def test_gathered_shadow_work_is_scored_in_one_call_per_version(
         if s.name == "churn_api_shadow_records_total"
     }
     assert scored == {("v1", "challenger"): 20.0, ("v2", "champion"): 10.0}
+    cpu = [
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "churn_api_shadow_cpu_seconds_total"
+    ]
+    assert len(cpu) == 1 and cpu[0] > 0.0  # the shadow's own cost is exported
