@@ -107,6 +107,10 @@ def deploy_session(session: Any, root: Path, args: Sequence[str]) -> None:
     session.log(f"Deployed in {seconds:.0f} s: `nox -s smoke` tests it, `nox -s undeploy` ends it.")
 
 
+#: The bridge network `docker swarm init` creates for a node's swarm containers.
+GATEWAY_BRIDGE = "docker_gwbridge"
+
+
 def _docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - fixed docker CLI calls
         ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
@@ -247,6 +251,9 @@ class SwarmStack:
         self.log("Leaving the single-node swarm that `nox -s deploy` initialised.")
         _docker_shown("swarm", "leave", "--force")
         self.marker.unlink(missing_ok=True)
+        # `swarm init` also made this bridge for the swarm's containers; Docker makes it again
+        # at the next init. Still in use (a container on it): left, and the error ignored.
+        _docker("network", "rm", GATEWAY_BRIDGE)
 
     # -- deploy ------------------------------------------------------------------------------
 
