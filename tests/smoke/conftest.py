@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from churn.api.contract import EXAMPLE_CUSTOMER
+
 
 @pytest.fixture(scope="session")
 def api_url() -> str:
@@ -34,28 +36,7 @@ def http() -> Iterator[requests.Session]:
 @pytest.fixture()
 def customer() -> dict[str, object]:
     """The first row of the public Telco file (without Churn): a month-to-month DSL customer."""
-    return {
-        "customerID": "7590-VHVEG",
-        "gender": "Female",
-        "SeniorCitizen": 0,
-        "Partner": "Yes",
-        "Dependents": "No",
-        "tenure": 1,
-        "PhoneService": "No",
-        "MultipleLines": "No phone service",
-        "InternetService": "DSL",
-        "OnlineSecurity": "No",
-        "OnlineBackup": "Yes",
-        "DeviceProtection": "No",
-        "TechSupport": "No",
-        "StreamingTV": "No",
-        "StreamingMovies": "No",
-        "Contract": "Month-to-month",
-        "PaperlessBilling": "Yes",
-        "PaymentMethod": "Electronic check",
-        "MonthlyCharges": 29.85,
-        "TotalCharges": 29.85,
-    }
+    return {"customerID": "7590-VHVEG", **EXAMPLE_CUSTOMER}
 
 
 @pytest.fixture()

@@ -6,30 +6,14 @@ from pathlib import Path
 import pytest
 from benchmarks import payloads
 
+from churn.api.contract import EXAMPLE_CUSTOMER
 from churn.api.validation import CustomerValidator
 from churn.schema import CSV_COLUMNS, FEATURE_COLUMNS, ID_COLUMN
 
+#: A row as the CSV file holds it: every value a string (the API's example customer).
 ROW = {
-    "customerID": "0001-ABC",
-    "gender": "Female",
-    "SeniorCitizen": "0",
-    "Partner": "Yes",
-    "Dependents": "No",
-    "tenure": "1",
-    "PhoneService": "No",
-    "MultipleLines": "No phone service",
-    "InternetService": "DSL",
-    "OnlineSecurity": "No",
-    "OnlineBackup": "Yes",
-    "DeviceProtection": "No",
-    "TechSupport": "No",
-    "StreamingTV": "No",
-    "StreamingMovies": "No",
-    "Contract": "Month-to-month",
-    "PaperlessBilling": "Yes",
-    "PaymentMethod": "Electronic check",
-    "MonthlyCharges": "29.85",
-    "TotalCharges": "29.85",
+    ID_COLUMN: "0001-ABC",
+    **{name: str(value) for name, value in EXAMPLE_CUSTOMER.items()},
     "Churn": "No",
 }
 
