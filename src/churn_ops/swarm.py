@@ -371,15 +371,22 @@ class SwarmStack:
             return
         label = f"label=com.docker.stack.namespace={self.name}"
         if self.service_replicas():
-            _docker_shown("stack", "rm", self.name)
+            # `stack rm` removes the services, then the network; Docker refuses the network
+            # while a task of a removed service is still stopping ("in use by task"). That
+            # network is removed below, once the containers are gone.
+            removed = _docker("stack", "rm", self.name)
+            self.log((removed.stdout + removed.stderr).strip())
         else:
             self.log(f"No stack {self.name!r} is deployed.")
         deadline = time.monotonic() + timeout
         # Volumes and the network go only once the stack's containers are gone.
-        while (
-            _docker("ps", "-aq", "--filter", label).stdout.strip()
-            or _docker("network", "ls", "-q", "--filter", label).stdout.strip()
-        ):
+        while True:
+            containers = _docker("ps", "-aq", "--filter", label).stdout.split()
+            networks = _docker("network", "ls", "-q", "--filter", label).stdout.split()
+            if not containers and not networks:
+                break
+            if not containers:
+                _docker("network", "rm", *networks)
             if time.monotonic() > deadline:
                 raise DeployError(f"The containers of stack {self.name!r} did not stop in time")
             time.sleep(1)
