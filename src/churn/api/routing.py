@@ -6,8 +6,8 @@
   ``champion`` alias, except a share ``CHURN_CANARY_WEIGHT`` of customers, chosen by a stable
   hash of their ``customerID`` (sticky), that goes to the ``challenger``. A request without a
   customerID is drawn at random with the same weight. A batch goes to the champion.
-* With ``CHURN_SHADOW=true`` the other aliased version scores the same records in a
-  background thread after the answer; disagreements on the churn decision are counted.
+* With ``CHURN_SHADOW=true`` the challenger scores the champion's answers after they were
+  given (`churn.api.shadow`); disagreements on the churn decision are counted.
 * Every answer names the version and alias that served it (body ``model``/``alias``,
   headers `VERSION_HEADER`/`ALIAS_HEADER`); metrics are labelled by both.
 * ``POST /registry/refresh`` (`churn.api.models`) makes the registry watcher look at the
@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import queue
 import random
-import threading
-import time
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from flask import Request, Response
 from prometheus_client import Counter, Gauge
 
 from churn.api.errors import field_error
+from churn.api.shadow import ShadowScorer, ShadowWork
 from churn.registry import RegistryClient, RegistryWatcher, ServingSet
 from churn.registry_names import CHALLENGER, CHAMPION
 
@@ -53,14 +50,6 @@ log = logging.getLogger("churn.api")
 
 VERSION_HEADER = "X-Model-Version"
 ALIAS_HEADER = "X-Model-Alias"
-#: Answers waiting for shadow scoring; past this, shadow work is dropped (and counted).
-SHADOW_QUEUE = 1000
-#: The shadow thread sleeps this long once work arrives, then scores what gathered in one call
-#: per version: one vectorised call for fifty records costs a fraction of fifty single ones,
-#: and a sleeping thread is not woken (nor takes the interpreter lock) per queued answer.
-SHADOW_GATHER_S = 0.05
-#: At most this many records in one shadow scoring call.
-SHADOW_BATCH = 1000
 #: Keys of the metadata's ``mlflow`` block shown publicly (the tracking URI is left out).
 _MLFLOW_KEYS = ("experiment", "run_id", "registered_model", "registered_version")
 
@@ -107,32 +96,8 @@ class Router:
         self.swaps = Counter(
             "churn_api_model_swaps", "Served sets published while serving.", registry=registry
         )
-        self.shadow_scored = Counter(
-            "churn_api_shadow_records",
-            "Records scored in shadow, by shadow version and alias.",
-            ["version", "alias"],
-            registry=registry,
-        )
-        self.shadow_disagreements = Counter(
-            "churn_api_shadow_disagreements",
-            "Shadow-scored records whose churn decision differs from the answer's.",
-            ["version", "alias"],
-            registry=registry,
-        )
-        self.shadow_dropped = Counter(
-            "churn_api_shadow_dropped",
-            "Shadow work dropped because the shadow queue was full.",
-            registry=registry,
-        )
-        self.shadow_cpu = Counter(
-            "churn_api_shadow_cpu_seconds",
-            "CPU time the shadow thread spent scoring (shadow mode's own cost).",
-            registry=registry,
-        )
-        self._shadow: queue.Queue[tuple[Any, ...]] | None = None
-        if settings.shadow:
-            self._shadow = queue.Queue(SHADOW_QUEUE)
-            threading.Thread(target=self._shadow_loop, name="shadow", daemon=True).start()
+        #: Shadow scoring by the challenger (``CHURN_SHADOW``); None when off.
+        self.shadow = ShadowScorer(registry, settings.threshold) if settings.shadow else None
         self._label_models(initial.models)
         self._label_aliases(initial)
 
@@ -197,7 +162,7 @@ class Router:
             "source": serving.source,
             "aliases": dict(serving.aliases),
             "canary_weight": self.weight,
-            "shadow": self._shadow is not None,
+            "shadow": self.shadow is not None,
         }
         if CHAMPION in serving.aliases:
             described["default"] = serving.aliases[CHAMPION]
@@ -276,67 +241,15 @@ class Router:
         headers[VERSION_HEADER] = version
         headers[ALIAS_HEADER] = label
         self.served.labels(version, label).inc()
-        if self._shadow is not None and routed and alias == CHAMPION:
+        if self.shadow is not None and routed and alias == CHAMPION:
             other = serving.aliases.get(CHALLENGER)
             if other is not None and other != version:
-                try:
-                    self._shadow.put_nowait((serving, other, result.records, result.churn))
-                except queue.Full:
-                    self.shadow_dropped.inc()
-
-    def _shadow_loop(self) -> None:
-        assert self._shadow is not None  # noqa: S101 - started only with a queue
-        while True:
-            items = [self._shadow.get()]  # wait for work
-            # Sleep while more gathers: a thread blocked in get() would be woken, and take the
-            # interpreter lock from the request thread, once per queued answer.
-            time.sleep(SHADOW_GATHER_S)
-            gathered = len(items[0][2])
-            while gathered < SHADOW_BATCH:
-                try:
-                    items.append(self._shadow.get_nowait())
-                except queue.Empty:
-                    break
-                gathered += len(items[-1][2])
-            try:
-                self._score_shadow(items)
-            finally:
-                for _ in items:
-                    self._shadow.task_done()
-
-    def _score_shadow(self, items: list[tuple[Any, ...]]) -> None:
-        """Score gathered answers with their shadow versions: one call per served set, version.
-
-        The thread's CPU time for it is added to ``churn_api_shadow_cpu_seconds_total``.
-        """
-        started = time.thread_time()
-        try:
-            self._score_groups(items)
-        finally:
-            self.shadow_cpu.inc(time.thread_time() - started)
-
-    def _score_groups(self, items: list[tuple[Any, ...]]) -> None:
-        groups: dict[tuple[int, str], list[tuple[Any, ...]]] = {}
-        for item in items:
-            groups.setdefault((id(item[0]), item[1]), []).append(item)
-        for group in groups.values():
-            serving, version = group[0][0], group[0][1]
-            try:
-                records = [record for item in group for record in item[2]]
-                answered = np.concatenate([item[3] for item in group])
-                shadow = serving.models.predict_proba(version, records)
-                label = serving.alias_of(version) or "none"
-                differ = int(np.count_nonzero((shadow >= self.threshold) != answered))
-                self.shadow_scored.labels(version, label).inc(len(records))
-                if differ:
-                    self.shadow_disagreements.labels(version, label).inc(differ)
-            except Exception:  # the shadow never affects serving
-                log.exception("shadow scoring of %s failed", version)
+                self.shadow.submit(ShadowWork(serving, other, result.records, result.churn))
 
     def drain(self) -> None:
         """Wait until every queued shadow scoring is done (tests, shutdown)."""
-        if self._shadow is not None:
-            self._shadow.join()
+        if self.shadow is not None:
+            self.shadow.drain()
 
 
 def describe_model(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -212,6 +212,10 @@ def serve(app: Flask, settings: ApiSettings, stop: threading.Event | None = None
     get_state(app).metrics.watch_waitress(
         lambda: len(dispatcher.queue), lambda: dispatcher.active_count
     )
+    # The one-thread server scores shadow work itself, between polls (see churn.api.shadow).
+    shadow = get_state(app).router.shadow if inline is not None else None
+    if shadow is not None:
+        shadow.run_inline()
     frozen = freeze_startup_objects()
     if threading.current_thread() is threading.main_thread():
 
@@ -232,6 +236,8 @@ def serve(app: Flask, settings: ApiSettings, stop: threading.Event | None = None
     try:
         while not stop.is_set():
             wasyncore.loop(timeout=0.2, use_poll=True, map=socket_map, count=1)
+            if shadow is not None:  # the answers of the last round were just written
+                shadow.run_pending()
             if inline is not None:
                 inline.run_pending()
         # Graceful stop: take no new connections, finish and send what is in flight.

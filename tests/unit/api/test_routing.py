@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 
 from churn.api.routing import bucket
+from churn.api.shadow import ShadowWork
 from churn.api.state import get_state
 from churn.registry import ServingSet
 
@@ -55,7 +56,7 @@ def test_gathered_shadow_work_is_scored_in_one_call_per_version(
     import numpy as np
     from prometheus_client.parser import text_string_to_metric_families
 
-    app = make_app()
+    app = make_app(shadow=True)
     router = get_state(app).router
     assert router is not None
     real = router.current
@@ -70,12 +71,13 @@ def test_gathered_shadow_work_is_scored_in_one_call_per_version(
     serving = ServingSet(Counting(), {"champion": "v2", "challenger": "v1"}, "registry")  # type: ignore[arg-type]
     records = make_records(30, seed=5)
     v1 = real.models.predict_proba("v1", records)
-    items = [(serving, "v1", [r], np.array([True])) for r in records[:20]]
+    items = [ShadowWork(serving, "v1", [r], np.array([True])) for r in records[:20]]
     items += [
-        (serving, "v2", [r], np.array([p >= 0.5]))
+        ShadowWork(serving, "v2", [r], np.array([p >= 0.5]))
         for r, p in zip(records[20:], v1[20:], strict=True)
     ]
-    router._score_shadow(items)
+    assert router.shadow is not None
+    router.shadow.score(items)
     assert sorted(calls) == [("v1", 20), ("v2", 10)]
     text = app.test_client().get("/metrics").get_data(as_text=True)
     scored = {
