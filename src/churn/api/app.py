@@ -9,6 +9,7 @@ from flask import Flask, Response, current_app, g, request
 
 from churn.api.docs import bp as docs_bp
 from churn.api.errors import register_error_handlers
+from churn.api.fastpath import PredictFastPath
 from churn.api.health import bp as health_bp
 from churn.api.invocations import bp as invocations_bp
 from churn.api.jsonio import FastJSONProvider
@@ -123,6 +124,8 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         app.register_blueprint(blueprint)
     app.before_request(_start_request)
     app.after_request(_finish_request)
+    # A plain single-customer /predict is answered without Flask's machinery (same answer).
+    app.wsgi_app = PredictFastPath(app.wsgi_app, state)  # type: ignore[method-assign]
     router.follow_registry()
 
     log.info(
@@ -195,7 +198,7 @@ def _run_params(settings: ApiSettings, served: ServingModels | None) -> dict[str
 def _start_request() -> None:
     """Open the request's `Exchange`: its id (the caller's when sane) and start time."""
     req = request._get_current_object()  # type: ignore[attr-defined]
-    g.exchange = Exchange(
+    g.exchange = Exchange.of(
         req, request_id_from(req.headers.get(REQUEST_ID_HEADER)), time.perf_counter()
     )
 
@@ -205,7 +208,7 @@ def _finish_request(response: Response) -> Response:
     exchange: Exchange | None = g.get("exchange")
     if exchange is None:  # a before-request hook failed before ours ran
         req = request._get_current_object()  # type: ignore[attr-defined]
-        exchange = Exchange(req, request_id_from(None), time.perf_counter())
+        exchange = Exchange.of(req, request_id_from(None), time.perf_counter())
     headers = response.headers
     headers[REQUEST_ID_HEADER] = exchange.request_id
     headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -37,12 +37,31 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class Exchange:
-    """One request while it is served: created by the before-request hook, observed once."""
+    """One request while it is served: opened before its handler runs, observed once.
 
-    __slots__ = ("batch_size", "model", "observed", "request", "request_id", "started")
+    The before-request hook opens it from Flask's request (`Exchange.of`); the ``/predict``
+    fast path (`churn.api.fastpath`) from the WSGI environment.
+    """
 
-    def __init__(self, request: Request, request_id: str, started: float) -> None:
-        self.request = request
+    __slots__ = (
+        "batch_size",
+        "endpoint",
+        "method",
+        "model",
+        "observed",
+        "path",
+        "request_id",
+        "started",
+    )
+
+    def __init__(
+        self, method: str, path: str, endpoint: str, request_id: str, started: float
+    ) -> None:
+        #: The method (`Observer` labels an unusual one ``OTHER``) and the path.
+        self.method = method
+        self.path = path
+        #: The route pattern that matched (``<unmatched>`` when none did): the metrics label.
+        self.endpoint = endpoint
         self.request_id = request_id
         #: `time.perf_counter` when the app first saw the request.
         self.started = started
@@ -51,6 +70,13 @@ class Exchange:
         self.batch_size: int | None = None
         #: True once `Observer` counted and logged it (the after-request hook then does not).
         self.observed = False
+
+    @classmethod
+    def of(cls, request: Request, request_id: str, started: float) -> Exchange:
+        """Open the exchange of a request Flask has matched to a route (or to none)."""
+        rule = request.url_rule
+        endpoint = rule.rule if rule is not None else "<unmatched>"
+        return cls(request.method, request.path, endpoint, request_id, started)
 
 
 class Observer:
@@ -64,7 +90,7 @@ class Observer:
         """Observe a prediction request answered 200 with ``result``."""
         exchange.observed = True
         seconds = time.perf_counter() - exchange.started
-        self._count(exchange.request, 200, seconds)
+        self._count(exchange, 200, seconds)
         total = len(result.probabilities)
         churned = int(np.count_nonzero(result.churn))
         self._metrics.observe_predictions(result.version, churned, total)
@@ -87,16 +113,15 @@ class Observer:
         self, exchange: Exchange, status: int, model: str | None, batch_size: int | None
     ) -> None:
         seconds = time.perf_counter() - exchange.started
-        endpoint = self._count(exchange.request, status, seconds)
+        endpoint = self._count(exchange, status, seconds)
         if self._stats is not None and 400 <= status < 500 and endpoint in _PREDICT_ENDPOINTS:
             self._stats.record_rejection()
         self._log(exchange, status, seconds, model, batch_size)
 
-    def _count(self, req: Request, status: int, seconds: float) -> str:
+    def _count(self, exchange: Exchange, status: int, seconds: float) -> str:
         """Count the request and its latency; return its endpoint label (the route pattern)."""
-        rule = req.url_rule
-        endpoint = rule.rule if rule is not None else "<unmatched>"
-        method = req.method
+        endpoint = exchange.endpoint
+        method = exchange.method
         self._metrics.observe_request(
             endpoint, method if method in _METHODS else "OTHER", status, seconds
         )
@@ -110,11 +135,10 @@ class Observer:
         model: str | None,
         batch_size: int | None,
     ) -> None:
-        req = exchange.request
         fields: dict[str, Any] = {
             "request_id": exchange.request_id,
-            "method": req.method[:16],
-            "path": req.path[:200],
+            "method": exchange.method[:16],
+            "path": exchange.path[:200],
             "status": status,
             "latency_ms": round(seconds * 1000, 3),
             "model": model[:40] if isinstance(model, str) else None,

@@ -16,8 +16,9 @@ from churn.schema import ID_COLUMN
 
 if TYPE_CHECKING:
     from churn.registry import ServingSet
+    from churn.serving.prediction import Prediction
 
-__all__ = ["bp"]
+__all__ = ["bp", "single_answer"]
 
 bp = Blueprint("predict", __name__)
 
@@ -34,19 +35,25 @@ def predict_one(state: ApiState, req: Request, exchange: Exchange) -> Response:
         raise ApiError(422, "validation_error", message, details)
     version, alias = state.router.route(serving, requested, customer_id, single=True)
     result = score(state, serving, version, alias, [record])  # type: ignore[list-item]
-    answer: dict[str, Any] = {
-        "model": version,
-        "alias": alias,
-        "churn": bool(result.churn[0]),
-        "churn_probability": float(result.probabilities[0]),
-        "request_id": exchange.request_id,
-    }
-    if customer_id is not None:
-        answer[ID_COLUMN] = customer_id
+    answer = single_answer(result, exchange.request_id, customer_id)
     if explaining:
         assert serving.models is not None  # noqa: S101 - score raised 503 otherwise
         answer["explanation"] = explanation_items(explain(serving.models, version, [record]))[0]
     return answered(state, exchange, serving, result, jsonify(answer), routed=requested is None)
+
+
+def single_answer(result: Prediction, request_id: str, customer_id: str | None) -> dict[str, Any]:
+    """Return the ``/predict`` answer of one scored customer (before any explanation)."""
+    answer: dict[str, Any] = {
+        "model": result.version,
+        "alias": result.alias,
+        "churn": bool(result.churn[0]),
+        "churn_probability": float(result.probabilities[0]),
+        "request_id": request_id,
+    }
+    if customer_id is not None:
+        answer[ID_COLUMN] = customer_id
+    return answer
 
 
 @bp.post("/predict/batch")

@@ -229,7 +229,15 @@ class Router:
     def answered(
         self, serving: ServingSet, result: Prediction, response: Response, *, routed: bool
     ) -> None:
-        """Label an answer with its version and alias, count it, and queue shadow scoring.
+        """Label an answer with its version and alias, count it, and queue shadow scoring."""
+        headers = response.headers
+        for name, value in self.count_answer(serving, result, routed=routed):
+            headers[name] = value
+
+    def count_answer(
+        self, serving: ServingSet, result: Prediction, *, routed: bool
+    ) -> tuple[tuple[str, str], tuple[str, str]]:
+        """Count an answer, queue its shadow scoring; return its version and alias headers.
 
         Only default traffic the champion answered (``routed``, not ``?model=``) is shadowed,
         by the challenger.
@@ -237,14 +245,12 @@ class Router:
         version = result.version
         alias = result.alias
         label = alias or "none"
-        headers = response.headers
-        headers[VERSION_HEADER] = version
-        headers[ALIAS_HEADER] = label
         self.served.labels(version, label).inc()
         if self.shadow is not None and routed and alias == CHAMPION:
             other = serving.aliases.get(CHALLENGER)
             if other is not None and other != version:
                 self.shadow.submit(ShadowWork(serving, other, result.records, result.churn))
+        return (VERSION_HEADER, version), (ALIAS_HEADER, label)
 
     def drain(self) -> None:
         """Wait until every queued shadow scoring is done (tests, shutdown)."""
