@@ -68,6 +68,7 @@ def twin(app: Flask) -> Twin:
     return Twin(app)
 
 
+@pytest.mark.parametrize("path", ["/predict", "/predict?model=v1", "/predict?model=v2"])
 @pytest.mark.parametrize(
     "customer",
     [
@@ -79,11 +80,11 @@ def twin(app: Flask) -> Twin:
     ids=["example", "no-id", "no-charges", "two-year"],
 )
 def test_a_plain_predict_is_answered_in_front_with_flasks_bytes(
-    twin: Twin, customer: dict[str, object]
+    twin: Twin, customer: dict[str, object], path: str
 ) -> None:
     body = json.dumps(customer).encode()
     request = {
-        "path": "/predict",
+        "path": path,
         "data": body,
         "content_type": "application/json",
         "headers": {"X-Request-ID": "same-id-1"},
@@ -95,6 +96,8 @@ def test_a_plain_predict_is_answered_in_front_with_flasks_bytes(
     assert _headers(fast) == _headers(flask)
     assert fast.headers["X-Request-ID"] == flask.headers["X-Request-ID"] == "same-id-1"
     assert fast.headers["X-Model-Version"] == fast.get_json()["model"]
+    if "=" in path:
+        assert fast.get_json()["model"] == path.rpartition("=")[2]
 
 
 def test_a_new_request_id_is_given_when_the_callers_is_missing_or_insane(twin: Twin) -> None:
@@ -108,9 +111,12 @@ def test_a_new_request_id_is_given_when_the_callers_is_missing_or_insane(twin: T
 @pytest.mark.parametrize(
     ("request_args", "status"),
     [
-        ({"path": "/predict?model=v1", "json": EXAMPLE_CUSTOMER}, 200),
+        ({"path": "/predict?model=v1&explain=true", "json": EXAMPLE_CUSTOMER}, 200),
         ({"path": "/predict?explain=true", "json": EXAMPLE_CUSTOMER}, 200),
+        ({"path": "/predict?model=%76%31", "json": EXAMPLE_CUSTOMER}, 200),
         ({"path": "/predict?model=v9", "json": EXAMPLE_CUSTOMER}, 404),
+        ({"path": "/predict?model=", "json": EXAMPLE_CUSTOMER}, 404),
+        ({"path": "/predict?other=1", "json": EXAMPLE_CUSTOMER}, 200),
         (
             {
                 "path": "/predict",
@@ -131,9 +137,12 @@ def test_a_new_request_id_is_given_when_the_callers_is_missing_or_insane(twin: T
         ({"path": "/predict", "method": "PUT", "json": EXAMPLE_CUSTOMER}, 405),
     ],
     ids=[
-        "model",
+        "model-and-explain",
         "explain",
+        "escaped-model",
         "unknown-model",
+        "empty-model",
+        "other-query",
         "charset",
         "invalid-field",
         "not-an-object",

@@ -226,6 +226,8 @@ def test_shadow_scores_the_challenger_off_the_request_path(
     differ = sum(
         a["churn"] != b["churn"] for a, b in zip(v1["predictions"], v2["predictions"], strict=True)
     )
+    for version in ("v1", "v2"):  # single ones too (answered in front of Flask)
+        assert client.post(f"/predict?model={version}", json=records[0]).status_code == 200
     router.drain()  # the explicit ?model= requests were not shadowed
     metrics = client.get("/metrics").get_data(as_text=True)
     assert _sample(metrics, "churn_api_shadow_records_total", **CHALLENGER_V1) == 40
