@@ -9,8 +9,10 @@ MLflow server (as `nox -s train` registers them) and points ``champion`` at v1. 
 is removed at the end, always, with its volumes.
 
 Durations (whole seconds): ``LIFECYCLE_MOVE_SECONDS`` (60, each of the two alias-move runs),
-``LIFECYCLE_LOAD_SECONDS`` (20, the outage and shadow runs); ``LIFECYCLE_CANARY_REQUESTS``
-(10000). The figures go to ``results/lifecycle.json`` (``LIFECYCLE_RESULTS``).
+``LIFECYCLE_LOAD_SECONDS`` (20, the outage run), ``LIFECYCLE_SHADOW_SECONDS`` (10, each of
+the shadow runs, ``LIFECYCLE_SHADOW_ROUNDS`` (2) rounds of off then on);
+``LIFECYCLE_CANARY_REQUESTS`` (10000). The figures go to ``results/lifecycle.json``
+(``LIFECYCLE_RESULTS``).
 """
 
 from __future__ import annotations
