@@ -34,11 +34,12 @@ def predict_one(state: ApiState, req: Request, exchange: Exchange) -> Response:
         message, details = summarize(problems, "the customer")
         raise ApiError(422, "validation_error", message, details)
     version, alias = state.router.route(serving, requested, customer_id, single=True)
+    # Explained first: a refusal (422, no explanation for this model) counts no drift.
+    why = _explained(serving, version, [record]) if explaining else None  # type: ignore[list-item]
     result = score(state, serving, version, alias, [record])  # type: ignore[list-item]
     answer = single_answer(result, exchange.request_id, customer_id)
-    if explaining:
-        assert serving.models is not None  # noqa: S101 - score raised 503 otherwise
-        answer["explanation"] = explanation_items(explain(serving.models, version, [record]))[0]
+    if why is not None:
+        answer["explanation"] = why[0]
     return answered(state, exchange, serving, result, jsonify(answer), routed=requested is None)
 
 
@@ -68,6 +69,7 @@ def predict_batch(state: ApiState, req: Request, exchange: Exchange) -> Response
         message, details = summarize(problems, f"the batch of {len(instances)} instances")
         raise ApiError(422, "validation_error", message, details)
     version, alias = state.router.route(serving, requested, None, single=False)
+    why = _explained(serving, version, records) if explaining else None
     result = score(state, serving, version, alias, records)
     predictions: list[dict[str, Any]] = [
         {"churn": churn, "churn_probability": probability}
@@ -77,12 +79,9 @@ def predict_batch(state: ApiState, req: Request, exchange: Exchange) -> Response
             result.probabilities.tolist(), result.churn.tolist(), ids, strict=True
         )
     ]
-    if explaining:
-        assert serving.models is not None  # noqa: S101 - score raised 503 otherwise
-        for item, why in zip(
-            predictions, explanation_items(explain(serving.models, version, records)), strict=True
-        ):
-            item["explanation"] = why
+    if why is not None:
+        for item, explanation in zip(predictions, why, strict=True):
+            item["explanation"] = explanation
     answer = {
         "model": version,
         "alias": alias,
@@ -90,6 +89,20 @@ def predict_batch(state: ApiState, req: Request, exchange: Exchange) -> Response
         "request_id": exchange.request_id,
     }
     return answered(state, exchange, serving, result, jsonify(answer), routed=requested is None)
+
+
+def _explained(
+    serving: ServingSet, version: str, records: list[dict[str, object]]
+) -> list[dict[str, Any]] | None:
+    """Return each record's explanation; None without models (`score` then answers 503).
+
+    Raises:
+        ApiError: 422 when the version has no explanation.
+
+    """
+    if serving.models is None:
+        return None
+    return explanation_items(explain(serving.models, version, records))
 
 
 def _read_request(

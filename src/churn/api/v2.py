@@ -239,17 +239,19 @@ def _infer(
     outputs = _requested_outputs(request, parameters, wants_explanation(req.args))
     rows = _rows(request.get("inputs"), binary, state.settings.max_batch)
     records = checked_batch(state, exchange, rows, V2Error)
+    explanation = None
+    # Explained before scoring: a refusal (no explanation for this model) counts no drift.
+    if serving.models is not None and any(o in _EXPLAIN_OUTPUTS for o, _ in outputs):
+        try:
+            explanation = explain(serving.models, served, records)
+        except ApiError as exc:
+            raise V2Error(400, exc.message) from None
     result = score(state, serving, served, alias, records)
     values: dict[str, np.ndarray] = {
         "churn_probability": result.probabilities,
         "churn": result.churn,
     }
-    if any(o in _EXPLAIN_OUTPUTS for o, _ in outputs):
-        assert serving.models is not None  # noqa: S101 - score raised 503 otherwise
-        try:
-            explanation = explain(serving.models, served, records)
-        except ApiError as exc:
-            raise V2Error(400, exc.message) from None
+    if explanation is not None:
         values["contributions"] = explanation.contributions
         values["base_value"] = np.full(len(records), explanation.base_value)
     answer: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": served}
