@@ -1,18 +1,22 @@
-"""The single-customer ``POST /predict`` without Flask's request machinery.
+"""Prediction requests answered without Flask's request machinery, with Flask's own answers.
 
-A plain ``/predict`` is the request the API exists for: no query but ``model=<a served
-version>``, ``Content-Type: application/json`` exactly, a declared length within the limit, a
-body that parses and validates, models loaded. Through Flask it costs about twice what
-scoring and observing it cost (a request context, URL matching, two hooks, a Response
-object); `PredictFastPath` answers it from the WSGI environment with the same steps the
-handler takes (route, score, count, observe, log) and the same bytes and headers: tests
-compare both paths answer for answer.
+Through Flask, a single-customer prediction costs about twice what scoring and observing it
+cost: a request context, URL matching, two hooks, a Response object. `PredictFastPath`, WSGI
+middleware in front of the app, answers the prediction requests it recognises from the WSGI
+environment, with the same steps and the same bytes and headers (tests compare both paths,
+answer for answer):
 
-Everything else goes to Flask untouched, the body given back as it was read: ``?explain=`` or
-any other query, an unknown or escaped ``?model=``, any other content type, an invalid body
-(Flask answers with the error that names the field), and any request while the fast path
-fails for a reason it did not expect (logged once). In-process, one call costs 56-74 µs
-instead of 197-260 µs.
+* ``POST /predict`` with ``Content-Type: application/json`` exactly, no query but ``model=``
+  (a plainly spelled version) and ``explain=`` (a flag): the handler's own steps (route,
+  explain, `score`, `Router.count_answer`, `Observer.answered`);
+* ``POST /invocations`` and the V2 ``.../infer`` paths: their own view functions, called with
+  a request object over the environment instead of Flask's context.
+
+A request whose declared length is missing or over the limit goes to Flask untouched; any
+other is read once and, when the fast path declines it, given to Flask with its body as read.
+It declines whatever it does not answer with a 200: an invalid body, an unknown version, a
+refusal of any kind (Flask then answers with the error that names the field), and anything it
+did not expect (logged once). In-process, a ``/predict`` costs 56-74 µs instead of 197-260 µs.
 """
 
 from __future__ import annotations
@@ -21,20 +25,27 @@ import io
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from flask import Request
+from werkzeug.exceptions import HTTPException
 
+from churn.api.errors import ApiError
+from churn.api.explanations import FLAG_VALUES, explain, explanation_items
+from churn.api.invocations import MlflowError, invocations
 from churn.api.jsonio import loads
 from churn.api.observe import Exchange
 from churn.api.predict import single_answer
 from churn.api.request_log import REQUEST_ID_HEADER, request_id_from
 from churn.api.scoring import score
+from churn.api.v2 import V2Error, infer, infer_version
 
 if TYPE_CHECKING:
+    from flask import Response
+
     from churn.api.state import ApiState
-    from churn.serving.prediction import Prediction
 
 __all__ = ["PredictFastPath"]
 
@@ -43,17 +54,25 @@ log = logging.getLogger("churn.api")
 #: A WSGI application, and the ``start_response`` it is given.
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+#: What the fast path answers: status line, headers, body.
+Answer = tuple[str, list[tuple[str, str]], bytes]
 
-_PATH = "/predict"
-_CONTENT_TYPE = "application/json"
-#: The one query the fast path takes, ``model=<version>``, the version plainly spelled (an
-#: escaped one is Flask's to decode).
-_MODEL_QUERY = "model="
-_PLAIN_VERSION = re.compile(r"[A-Za-z0-9._-]{1,40}")
+_PREDICT = "/predict"
+_JSON = "application/json"
+_NOSNIFF = ("X-Content-Type-Options", "nosniff")
+#: A version or model name spelled plainly (anything else is Flask's to decode and judge).
+_PLAIN = re.compile(r"[A-Za-z0-9._-]{1,40}")
+#: The refusals the views raise: Flask answers them with the protocol's error shape.
+_REFUSALS = (ApiError, MlflowError, V2Error, HTTPException)
+
+
+def _view(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Return the view function under `churn.api.scoring.observed` (to call without Flask)."""
+    return view.__wrapped__  # type: ignore[attr-defined,no-any-return]
 
 
 class PredictFastPath:
-    """WSGI middleware in front of the Flask app: answers a plain ``POST /predict`` itself."""
+    """WSGI middleware in front of the Flask app: answers the prediction requests it knows."""
 
     def __init__(self, app: WsgiApp, state: ApiState) -> None:
         #: The Flask app's own WSGI callable: everything the fast path declines goes there.
@@ -61,73 +80,149 @@ class PredictFastPath:
         self._state = state
         self._max_body = state.settings.max_body_bytes
         self._failed_before = False
+        self._invocations = _view(invocations)
+        self._infer = _view(infer)
+        self._infer_version = _view(infer_version)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """Answer ``environ`` if it is a plain ``/predict``, else pass it to Flask."""
-        if (
-            environ.get("PATH_INFO") != _PATH
-            or environ.get("REQUEST_METHOD") != "POST"
-            or environ.get("CONTENT_TYPE") != _CONTENT_TYPE
-        ):
+        """Answer ``environ`` if it is a prediction request the fast path knows, else pass it."""
+        if environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
-        query = environ.get("QUERY_STRING") or ""
-        requested = query[len(_MODEL_QUERY) :] if query.startswith(_MODEL_QUERY) else None
-        if query and (not requested or not _PLAIN_VERSION.fullmatch(requested)):
-            return self.app(environ, start_response)
+        path = environ.get("PATH_INFO") or ""
+        answer_with: Callable[[dict[str, Any], bytes, Exchange], Answer | None]
+        if path == _PREDICT:
+            query = _predict_query(environ.get("QUERY_STRING") or "")
+            if query is None or environ.get("CONTENT_TYPE") != _JSON:
+                return self.app(environ, start_response)
+            endpoint = path
+
+            def answer_with(
+                environ: dict[str, Any], body: bytes, exchange: Exchange
+            ) -> Answer | None:
+                return self._predict(environ, body, exchange, *query)
+
+        else:
+            route = self._table_route(path)
+            if route is None:
+                return self.app(environ, start_response)
+            view, endpoint, url_values = route
+
+            def answer_with(
+                environ: dict[str, Any], body: bytes, exchange: Exchange
+            ) -> Answer | None:
+                return self._table(view, environ, body, exchange, url_values)
+
         declared = environ.get("CONTENT_LENGTH") or ""
         if not declared.isdigit() or not 0 < int(declared) <= self._max_body:
             return self.app(environ, start_response)
         started = time.perf_counter()
         body = environ["wsgi.input"].read(int(declared))
-        environ["wsgi.input"] = io.BytesIO(body)  # Flask reads it again if declined
+        request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
+        exchange = Exchange("POST", path, endpoint, request_id, started)
         try:
-            answer = self._answer(environ, body, requested, started)
+            answer = answer_with(environ, body, exchange)
+        except _REFUSALS:
+            answer = None
         except Exception:  # noqa: BLE001 - Flask answers it, with its error handlers if need be
             if not self._failed_before:
                 self._failed_before = True
-                log.warning("the /predict fast path failed; Flask answers", exc_info=True)
+                log.warning("the prediction fast path failed; Flask answers", exc_info=True)
             answer = None
         if answer is None:
+            environ["wsgi.input"] = io.BytesIO(body)
             return self.app(environ, start_response)
-        exchange, result, payload, headers = answer
-        start_response("200 OK", headers)
-        self._state.observer.answered(exchange, result)
+        status, headers, payload = answer
+        start_response(status, headers)
         return [payload]
 
-    def _answer(
-        self, environ: dict[str, Any], body: bytes, requested: str | None, started: float
-    ) -> tuple[Exchange, Prediction, bytes, list[tuple[str, str]]] | None:
-        """Score and count the request; None when Flask must answer it (nothing counted).
-
-        ``requested`` is the version ``?model=`` names, or None for default traffic.
-        """
+    def _predict(
+        self,
+        environ: dict[str, Any],
+        body: bytes,
+        exchange: Exchange,
+        requested: str | None,
+        explaining: bool,
+    ) -> Answer | None:
+        """``POST /predict`` as its handler answers it; None to let Flask answer instead."""
         state = self._state
         try:
             document = loads(body)
         except (ValueError, RecursionError):
             return None
         record, customer_id, problems = state.validator.validate(document)
-        if problems:
+        if problems or record is None:
             return None
         router = state.router
         serving = router.snapshot()
-        if serving.models is None or (
-            requested is not None and requested not in serving.models.versions
-        ):
+        models = serving.models
+        if models is None or (requested is not None and requested not in models.versions):
             return None  # Flask answers 503, or 404 naming the versions served
         version, alias = router.route(serving, requested, customer_id, single=True)
-        request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
-        result = score(state, serving, version, alias, [record])  # type: ignore[list-item]
-        payload = orjson.dumps(single_answer(result, request_id, customer_id))
+        # Before scoring (which counts drift): a refusal here must leave nothing counted.
+        why = explanation_items(explain(models, version, [record]))[0] if explaining else None
+        result = score(state, serving, version, alias, [record])
+        answer = single_answer(result, exchange.request_id, customer_id)
+        if why is not None:
+            answer["explanation"] = why
+        payload = orjson.dumps(answer)
         labels = router.count_answer(serving, result, routed=requested is None)
+        exchange.model, exchange.batch_size = version, 1
+        state.observer.answered(exchange, result)
         headers = [
-            ("Content-Type", _CONTENT_TYPE),
+            ("Content-Type", _JSON),
             ("Content-Length", str(len(payload))),
             *labels,
-            (REQUEST_ID_HEADER, request_id),
-            ("X-Content-Type-Options", "nosniff"),
+            (REQUEST_ID_HEADER, exchange.request_id),
+            _NOSNIFF,
         ]
-        exchange = Exchange("POST", _PATH, _PATH, request_id, started)
-        exchange.model = version
-        exchange.batch_size = 1
-        return exchange, result, payload, headers
+        return "200 OK", headers, payload
+
+    def _table_route(self, path: str) -> tuple[Callable[..., Response], str, dict[str, str]] | None:
+        """Return the view, route pattern and URL values of ``/invocations`` or a V2 infer path."""
+        if path == "/invocations":
+            return self._invocations, path, {}
+        parts = path.split("/")
+        if len(parts) < 5 or parts[1:3] != ["v2", "models"] or parts[-1] != "infer":
+            return None
+        if not all(map(_PLAIN.fullmatch, parts[3:-1])):
+            return None
+        if len(parts) == 5:
+            return self._infer, "/v2/models/<name>/infer", {"name": parts[3]}
+        if len(parts) == 7 and parts[4] == "versions":
+            url_values = {"name": parts[3], "version": parts[5]}
+            return self._infer_version, "/v2/models/<name>/versions/<version>/infer", url_values
+        return None
+
+    def _table(
+        self,
+        view: Callable[..., Response],
+        environ: dict[str, Any],
+        body: bytes,
+        exchange: Exchange,
+        url_values: Mapping[str, str],
+    ) -> Answer:
+        """Call a protocol's view on a request over ``environ`` (it answers, or raises)."""
+        environ["wsgi.input"] = io.BytesIO(body)
+        response = view(self._state, Request(environ), exchange, **url_values)
+        headers = response.headers
+        headers[REQUEST_ID_HEADER] = exchange.request_id
+        headers.setdefault(*_NOSNIFF)
+        return response.status, headers.to_wsgi_list(), response.get_data()
+
+
+def _predict_query(query: str) -> tuple[str | None, bool] | None:
+    """Return the version and explain flag of a ``/predict`` query (None: Flask reads it).
+
+    Only ``model=<plain version>`` and ``explain=<true|false|1|0>``, each at most once.
+    """
+    requested: str | None = None
+    explaining: bool | None = None
+    for part in query.split("&") if query else ():
+        key, sep, value = part.partition("=")
+        if key == "model" and sep and requested is None and _PLAIN.fullmatch(value):
+            requested = value
+        elif key == "explain" and sep and explaining is None and value in FLAG_VALUES:
+            explaining = value in ("true", "1")
+        else:
+            return None
+    return requested, bool(explaining)

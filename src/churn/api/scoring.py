@@ -8,7 +8,8 @@ scores with `score` (a `Prediction`: probabilities and verdicts at the threshold
 counted for drift) and ends with ONE call, `answered`: version and alias headers, served
 counts and shadow (`Router.answered`), then metrics, serving statistics and the log line
 (`Observer.answered`). Only the shape of the request and of the answer differs between
-protocols.
+protocols. The same views also answer in front of Flask (`churn.api.fastpath`), called on a
+request object over the WSGI environment.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ from churn.api.fastpath import PredictFastPath
 from churn.api.openapi import EXAMPLE_CUSTOMER
 from churn.api.request_log import flush_logs
 from churn.api.state import get_state
+from churn.schema import FEATURE_COLUMNS
+
+from .test_protocols import V2_TYPES
 
 #: Headers that differ between two answers to the same request.
 _VARYING = {"X-Request-ID", "Date"}
@@ -68,7 +71,17 @@ def twin(app: Flask) -> Twin:
     return Twin(app)
 
 
-@pytest.mark.parametrize("path", ["/predict", "/predict?model=v1", "/predict?model=v2"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/predict",
+        "/predict?model=v1",
+        "/predict?model=v2",
+        "/predict?explain=true",
+        "/predict?model=v1&explain=1",
+        "/predict?explain=false&model=v2",
+    ],
+)
 @pytest.mark.parametrize(
     "customer",
     [
@@ -96,8 +109,9 @@ def test_a_plain_predict_is_answered_in_front_with_flasks_bytes(
     assert _headers(fast) == _headers(flask)
     assert fast.headers["X-Request-ID"] == flask.headers["X-Request-ID"] == "same-id-1"
     assert fast.headers["X-Model-Version"] == fast.get_json()["model"]
-    if "=" in path:
-        assert fast.get_json()["model"] == path.rpartition("=")[2]
+    if "model=" in path:
+        assert fast.get_json()["model"] == path.partition("model=")[2][:2]
+    assert ("explanation" in fast.get_json()) == ("explain=true" in path or "explain=1" in path)
 
 
 def test_a_new_request_id_is_given_when_the_callers_is_missing_or_insane(twin: Twin) -> None:
@@ -111,8 +125,9 @@ def test_a_new_request_id_is_given_when_the_callers_is_missing_or_insane(twin: T
 @pytest.mark.parametrize(
     ("request_args", "status"),
     [
-        ({"path": "/predict?model=v1&explain=true", "json": EXAMPLE_CUSTOMER}, 200),
-        ({"path": "/predict?explain=true", "json": EXAMPLE_CUSTOMER}, 200),
+        ({"path": "/predict?explain=maybe", "json": EXAMPLE_CUSTOMER}, 400),
+        ({"path": "/predict?model=v1&model=v2", "json": EXAMPLE_CUSTOMER}, 200),
+        ({"path": "/predict?explain=1&explain=0", "json": EXAMPLE_CUSTOMER}, 200),
         ({"path": "/predict?model=%76%31", "json": EXAMPLE_CUSTOMER}, 200),
         ({"path": "/predict?model=v9", "json": EXAMPLE_CUSTOMER}, 404),
         ({"path": "/predict?model=", "json": EXAMPLE_CUSTOMER}, 404),
@@ -135,10 +150,20 @@ def test_a_new_request_id_is_given_when_the_callers_is_missing_or_insane(twin: T
         ({"path": "/predict/batch", "json": {"instances": [EXAMPLE_CUSTOMER] * 3}}, 200),
         ({"path": "/predict", "method": "GET"}, 405),
         ({"path": "/predict", "method": "PUT", "json": EXAMPLE_CUSTOMER}, 405),
+        ({"path": "/invocations", "json": {"dataframe_records": [{"tenure": -1}]}}, 400),
+        ({"path": "/invocations", "data": b"not json", "content_type": "application/json"}, 400),
+        ({"path": "/invocations", "data": b"a,b", "content_type": "text/plain"}, 415),
+        ({"path": "/invocations?model=v9", "json": {"instances": [EXAMPLE_CUSTOMER]}}, 404),
+        ({"path": "/v2/models/churn/infer", "json": {"inputs": "no"}}, 400),
+        ({"path": "/v2/models/other/infer", "json": {"inputs": []}}, 404),
+        ({"path": "/v2/models/churn/versions/v9/infer", "json": {"inputs": []}}, 404),
+        ({"path": "/v2/models/churn/versions/v1/infer/", "json": {"inputs": []}}, 404),
+        ({"path": "/v2/models/churn/infer", "method": "GET"}, 405),
     ],
     ids=[
-        "model-and-explain",
-        "explain",
+        "bad-explain",
+        "two-models",
+        "two-explains",
         "escaped-model",
         "unknown-model",
         "empty-model",
@@ -154,6 +179,15 @@ def test_a_new_request_id_is_given_when_the_callers_is_missing_or_insane(twin: T
         "batch",
         "get",
         "put",
+        "invocations-invalid",
+        "invocations-malformed",
+        "invocations-type",
+        "invocations-unknown-model",
+        "v2-bad-inputs",
+        "v2-other-model",
+        "v2-unknown-version",
+        "v2-trailing-slash",
+        "v2-get",
     ],
 )
 def test_everything_else_is_answered_by_flask_with_its_body(
@@ -169,6 +203,57 @@ def test_everything_else_is_answered_by_flask_with_its_body(
     assert not [r for r in caplog.records if "fast path failed" in r.getMessage()]  # declined
     assert fast.status_code == status
     _same(fast, flask)
+
+
+def _v2_inputs(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [
+        {"name": column, "datatype": V2_TYPES[column], "shape": [len(rows)], "data": values}
+        for column, values in ((c, [r[c] for r in rows]) for c in FEATURE_COLUMNS)
+    ]
+
+
+def _tables() -> list[tuple[str, str, bytes]]:
+    rows = [EXAMPLE_CUSTOMER, {**EXAMPLE_CUSTOMER, "tenure": 40, "TotalCharges": None}]
+    features = [{c: r[c] for c in FEATURE_COLUMNS} for r in rows]
+    split = {"columns": list(FEATURE_COLUMNS), "data": [list(r.values()) for r in features]}
+    csv = (
+        ",".join(FEATURE_COLUMNS)
+        + "\n"
+        + "\n".join(",".join("" if v is None else str(v) for v in r.values()) for r in features)
+    )
+    v2 = {"id": "r-1", "inputs": _v2_inputs(features)}
+    explained = {"inputs": _v2_inputs(features), "parameters": {"explain": True}}
+    return [
+        ("/invocations", "application/json", json.dumps({"dataframe_records": features}).encode()),
+        (
+            "/invocations?model=v1",
+            "application/json",
+            json.dumps({"dataframe_split": split}).encode(),
+        ),
+        ("/invocations", "text/csv", csv.encode()),
+        ("/v2/models/churn/infer", "application/json", json.dumps(v2).encode()),
+        ("/v2/models/churn/versions/v1/infer", "application/json", json.dumps(v2).encode()),
+        ("/v2/models/churn/infer?explain=true", "application/json", json.dumps(v2).encode()),
+        ("/v2/models/churn/versions/v2/infer", "application/json", json.dumps(explained).encode()),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "body"),
+    _tables(),
+    ids=["records", "split-v1", "csv", "v2", "v2-v1", "v2-explain-query", "v2-explain"],
+)
+def test_protocol_answers_are_given_in_front_with_flasks_bytes(
+    twin: Twin, path: str, content_type: str, body: bytes
+) -> None:
+    fast, flask, declined = twin.both(
+        path=path, data=body, content_type=content_type, headers={"X-Request-ID": "table-1"}
+    )
+    assert not declined
+    assert fast.status_code == 200, fast.data
+    assert fast.data == flask.data
+    assert _headers(fast) == _headers(flask)
+    assert fast.headers["X-Request-ID"] == "table-1"
 
 
 def test_a_fast_answer_is_counted_and_logged_as_flasks_is(
@@ -194,11 +279,19 @@ def test_a_fast_answer_is_counted_and_logged_as_flasks_is(
     churned = fast.get_json()["churn"]
     assert sample("churn_api_predictions_total", model="v2", churn=str(churned).lower()) == 6
 
+    path, content_type, body = _tables()[4]  # a V2 infer of v1, by its versioned path
+    _, _, declined = twin.both(path=path, data=body, content_type=content_type)
+    assert not declined
+    v2_labels = {"endpoint": "/v2/models/<name>/versions/<version>/infer", "method": "POST"}
+    assert sample("churn_api_requests_total", **v2_labels, status="200") == 2
+    assert sample("churn_api_served_total", version="v1", alias="none") == 2
+
     flush_logs()
     lines = [json.loads(line) for line in next(log_dir.glob("api-*.log")).read_text().splitlines()]
     requests = [line for line in lines if line["message"] == "request"]
-    assert len(requests) == 6
-    for line in requests:
+    assert len(requests) == 8
+    assert [line["batch_size"] for line in requests[6:]] == [2, 2]
+    for line in requests[:6]:
         assert line["request_id"] == "count-me" and line["method"] == "POST"
         assert line["path"] == "/predict" and line["status"] == 200
         assert line["model"] == "v2" and line["batch_size"] == 1
@@ -221,3 +314,41 @@ def test_an_unexpected_failure_falls_back_to_flask_and_is_logged_once(
     assert len(warnings) == 1
     # counted once per answer, by Flask: the fast path had counted nothing when it failed
     assert served.labels("v2", "none")._value.get() == 4
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/predict?explain=true", EXAMPLE_CUSTOMER),
+        ("/predict/batch?explain=true", {"instances": [EXAMPLE_CUSTOMER]}),
+        ("/v2/models/churn/infer?explain=true", None),
+    ],
+    ids=["predict", "batch", "v2"],
+)
+def test_a_refused_explanation_scores_and_counts_nothing(
+    twin: Twin, app: Flask, monkeypatch: pytest.MonkeyPatch, path: str, body: object
+) -> None:
+    """Explained before scoring: a 4xx for a model without explanations leaves no drift count."""
+    from churn.api import predict, v2
+    from churn.serving.prediction import ExplanationUnavailableError, ServingModels
+
+    def unavailable(*args: object) -> None:
+        raise ExplanationUnavailableError("this model has no explanation")
+
+    scored: list[str] = []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        scored.append(path)
+        return real_score(*args, **kwargs)
+
+    real_score = fastpath.score
+    monkeypatch.setattr(ServingModels, "explain", unavailable)
+    for module in (fastpath, predict, v2):
+        monkeypatch.setattr(module, "score", counting)
+    if body is None:
+        body = {"inputs": _v2_inputs([{c: EXAMPLE_CUSTOMER[c] for c in FEATURE_COLUMNS}])}
+    fast, flask, _ = twin.both(path=path, json=body)
+    assert fast.status_code == flask.status_code
+    assert fast.status_code in (400, 422), fast.data
+    assert scored == []
+    assert get_state(app).router.served.labels("v2", "none")._value.get() == 0
