@@ -8,7 +8,7 @@ Once it is healthy, the session registers a small, really trained ``v1`` and ``v
 MLflow server (as `nox -s train` registers them) and points ``champion`` at v1. Everything
 is removed at the end, always, with its volumes.
 
-Durations (whole seconds): ``LIFECYCLE_MOVE_SECONDS`` (60, each of the two alias-move runs),
+Durations (whole seconds): ``LIFECYCLE_MOVE_SECONDS`` (60, each of the three alias-move runs),
 ``LIFECYCLE_LOAD_SECONDS`` (20, the outage run), ``LIFECYCLE_SHADOW_SECONDS`` (10, each of
 the shadow runs, ``LIFECYCLE_SHADOW_ROUNDS`` (2) rounds of off then on);
 ``LIFECYCLE_CANARY_REQUESTS`` (10000). The figures go to ``results/lifecycle.json``

@@ -1,12 +1,17 @@
 """An alias moved during a bounded wrk load: served within the run, nothing lost.
 
-Two runs of ``LIFECYCLE_MOVE_SECONDS`` (default 60) at 16 connections on default traffic
+Three runs of ``LIFECYCLE_MOVE_SECONDS`` (default 60) at 16 connections on default traffic
 (POST /predict, no ``?model=``), each with a prober beside it that posts one prediction every
-50 ms and notes who answered: first with no move, then with ``champion`` moved from v1 to v2
-(`churn_ops.promotion.promote`, as `nox -s promote` does) a third of the way in. v2 is not
-loaded before the move, so the API downloads, verifies and compiles it while serving. The
-delay from the move to the first answer by v2 and the p99 of both runs are reported, not
-asserted.
+50 ms and notes who answered: with champion v1 and no move; then with ``champion`` moved from
+v1 to v2 (`churn_ops.promotion.promote`, as `nox -s promote` does) a third of the way in; then
+with champion v2 and no move. v2 is not loaded before the move, so the API downloads,
+verifies and compiles it while serving. The delay from the move to the first answer by v2 and
+the p99 of the runs are reported, not asserted.
+
+The run with the move is served by both versions, and v2 (gradient-boosted trees) costs more
+per answer than v1 (a linear model): about 0.26 against 0.20 ms of CPU. So its p99 is set
+against the slower of the two runs without a move (``p99_ratio_with_to_without``), which
+isolates what the move itself costs; the ratio to the v1 run alone is reported too.
 """
 
 from __future__ import annotations
@@ -75,6 +80,11 @@ def test_an_alias_moved_under_load_is_served_before_the_run_ends_and_nothing_fai
     assert move.first < move.ended
     assert stack.aliases()["champion"] == "v2"
 
+    after, _ = _run(stack, None)  # the destination alone, loaded already: no move
+    assert after.failed == 0, after.result
+    assert after.versions() == {"v2"}, after.served
+    slower = max(baseline.result.p99_ms, after.result.p99_ms)
+
     FIGURES["alias_move"] = {
         "connections": CONNECTIONS,
         "registry_poll_s": stack.poll,
@@ -85,5 +95,7 @@ def test_an_alias_moved_under_load_is_served_before_the_run_ends_and_nothing_fai
         "answers": moved.served,
         "without_move": wrk_figures(baseline.result),
         "with_move": wrk_figures(moved.result),
-        "p99_ratio_with_to_without": round(moved.result.p99_ms / baseline.result.p99_ms, 2),
+        "without_move_on_v2": wrk_figures(after.result),
+        "p99_ratio_with_to_without": round(moved.result.p99_ms / slower, 2),
+        "p99_ratio_with_to_without_on_v1": round(moved.result.p99_ms / baseline.result.p99_ms, 2),
     }
