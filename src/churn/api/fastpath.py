@@ -113,7 +113,11 @@ class PredictFastPath:
                 return self._table(view, environ, body, exchange, url_values)
 
         declared = environ.get("CONTENT_LENGTH") or ""
-        if not declared.isdigit() or not 0 < int(declared) <= self._max_body:
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if (
+            not (declared.isascii() and declared.isdigit())
+            or not 0 < int(declared) <= self._max_body
+        ):
             return self.app(environ, start_response)
         started = time.perf_counter()
         body = environ["wsgi.input"].read(int(declared))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Callable
@@ -39,6 +40,7 @@ class Twin:
             return self.flask_only(environ, start_response)
 
         front.app = counting
+        self.state = front._state
         self.front = Client(front)
         self.plain = Client(self.flask_only)
 
@@ -295,6 +297,26 @@ def test_a_fast_answer_is_counted_and_logged_as_flasks_is(
         assert line["request_id"] == "count-me" and line["method"] == "POST"
         assert line["path"] == "/predict" and line["status"] == 200
         assert line["model"] == "v2" and line["batch_size"] == 1
+
+
+@pytest.mark.parametrize("declared", ["\u00b2", "-1", "1e3", " 9"])
+def test_an_odd_declared_length_goes_to_flask(twin: Twin, declared: str) -> None:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/predict",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": declared,
+        "wsgi.input": io.BytesIO(b"{}"),
+    }
+    seen: list[dict[str, Any]] = []
+
+    def flask_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        seen.append(environ)
+        return []
+
+    front = PredictFastPath(flask_app, twin.state)
+    assert front(environ, lambda *args: None) == []
+    assert seen == [environ]
 
 
 def test_an_unexpected_failure_falls_back_to_flask_and_is_logged_once(
