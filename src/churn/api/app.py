@@ -124,7 +124,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         app.register_blueprint(blueprint)
     app.before_request(_start_request)
     app.after_request(_finish_request)
-    # A plain single-customer /predict is answered without Flask's machinery (same answer).
+    # Prediction requests are answered in front of Flask's machinery (the same answers).
     app.wsgi_app = PredictFastPath(app.wsgi_app, state)  # type: ignore[method-assign]
     router.follow_registry()
 

@@ -21,6 +21,7 @@ did not expect (logged once). In-process, a ``/predict`` costs 56-74 µs instead
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
@@ -33,11 +34,11 @@ from flask import Request
 from werkzeug.exceptions import HTTPException
 
 from churn.api.errors import ApiError
-from churn.api.explanations import FLAG_VALUES, explain, explanation_items
+from churn.api.explanations import FLAG_VALUES
 from churn.api.invocations import MlflowError, invocations
 from churn.api.jsonio import loads
 from churn.api.observe import Exchange
-from churn.api.predict import single_answer
+from churn.api.predict import explanations, single_answer
 from churn.api.request_log import REQUEST_ID_HEADER, request_id_from
 from churn.api.scoring import score
 from churn.api.v2 import V2Error, infer, infer_version
@@ -89,28 +90,20 @@ class PredictFastPath:
         if environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         path = environ.get("PATH_INFO") or ""
-        answer_with: Callable[[dict[str, Any], bytes, Exchange], Answer | None]
+        # What answers the request, called as ``answer_with(body, exchange)``.
+        answer_with: Callable[[bytes, Exchange], Answer | None]
         if path == _PREDICT:
             query = _predict_query(environ.get("QUERY_STRING") or "")
             if query is None or environ.get("CONTENT_TYPE") != _JSON:
                 return self.app(environ, start_response)
             endpoint = path
-
-            def answer_with(
-                environ: dict[str, Any], body: bytes, exchange: Exchange
-            ) -> Answer | None:
-                return self._predict(environ, body, exchange, *query)
-
+            answer_with = functools.partial(self._predict, *query)
         else:
             route = self._table_route(path)
             if route is None:
                 return self.app(environ, start_response)
             view, endpoint, url_values = route
-
-            def answer_with(
-                environ: dict[str, Any], body: bytes, exchange: Exchange
-            ) -> Answer | None:
-                return self._table(view, environ, body, exchange, url_values)
+            answer_with = functools.partial(self._table, view, url_values, environ)
 
         declared = environ.get("CONTENT_LENGTH") or ""
         # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
@@ -124,7 +117,7 @@ class PredictFastPath:
         request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
         exchange = Exchange("POST", path, endpoint, request_id, started)
         try:
-            answer = answer_with(environ, body, exchange)
+            answer = answer_with(body, exchange)
         except _REFUSALS:
             answer = None
         except Exception:  # noqa: BLE001 - Flask answers it, with its error handlers if need be
@@ -140,12 +133,7 @@ class PredictFastPath:
         return [payload]
 
     def _predict(
-        self,
-        environ: dict[str, Any],
-        body: bytes,
-        exchange: Exchange,
-        requested: str | None,
-        explaining: bool,
+        self, requested: str | None, explaining: bool, body: bytes, exchange: Exchange
     ) -> Answer | None:
         """``POST /predict`` as its handler answers it; None to let Flask answer instead."""
         state = self._state
@@ -163,11 +151,11 @@ class PredictFastPath:
             return None  # Flask answers 503, or 404 naming the versions served
         version, alias = router.route(serving, requested, customer_id, single=True)
         # Before scoring (which counts drift): a refusal here must leave nothing counted.
-        why = explanation_items(explain(models, version, [record]))[0] if explaining else None
+        why = explanations(serving, version, [record]) if explaining else None
         result = score(state, serving, version, alias, [record])
         answer = single_answer(result, exchange.request_id, customer_id)
         if why is not None:
-            answer["explanation"] = why
+            answer["explanation"] = why[0]
         payload = orjson.dumps(answer)
         labels = router.count_answer(serving, result, routed=requested is None)
         exchange.model, exchange.batch_size = version, 1
@@ -200,10 +188,10 @@ class PredictFastPath:
     def _table(
         self,
         view: Callable[..., Response],
+        url_values: Mapping[str, str],
         environ: dict[str, Any],
         body: bytes,
         exchange: Exchange,
-        url_values: Mapping[str, str],
     ) -> Answer:
         """Call a protocol's view on a request over ``environ`` (it answers, or raises)."""
         environ["wsgi.input"] = io.BytesIO(body)

@@ -39,7 +39,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 class Exchange:
     """One request while it is served: opened before its handler runs, observed once.
 
-    The before-request hook opens it from Flask's request (`Exchange.of`); the ``/predict``
+    The before-request hook opens it from Flask's request (`Exchange.of`); the prediction
     fast path (`churn.api.fastpath`) from the WSGI environment.
     """
 

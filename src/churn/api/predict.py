@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from churn.registry import ServingSet
     from churn.serving.prediction import Prediction
 
-__all__ = ["bp", "single_answer"]
+__all__ = ["bp", "explanations", "single_answer"]
 
 bp = Blueprint("predict", __name__)
 
@@ -35,7 +35,7 @@ def predict_one(state: ApiState, req: Request, exchange: Exchange) -> Response:
         raise ApiError(422, "validation_error", message, details)
     version, alias = state.router.route(serving, requested, customer_id, single=True)
     # Explained first: a refusal (422, no explanation for this model) counts no drift.
-    why = _explained(serving, version, [record]) if explaining else None  # type: ignore[list-item]
+    why = explanations(serving, version, [record]) if explaining else None  # type: ignore[list-item]
     result = score(state, serving, version, alias, [record])  # type: ignore[list-item]
     answer = single_answer(result, exchange.request_id, customer_id)
     if why is not None:
@@ -69,7 +69,7 @@ def predict_batch(state: ApiState, req: Request, exchange: Exchange) -> Response
         message, details = summarize(problems, f"the batch of {len(instances)} instances")
         raise ApiError(422, "validation_error", message, details)
     version, alias = state.router.route(serving, requested, None, single=False)
-    why = _explained(serving, version, records) if explaining else None
+    why = explanations(serving, version, records) if explaining else None
     result = score(state, serving, version, alias, records)
     predictions: list[dict[str, Any]] = [
         {"churn": churn, "churn_probability": probability}
@@ -91,7 +91,7 @@ def predict_batch(state: ApiState, req: Request, exchange: Exchange) -> Response
     return answered(state, exchange, serving, result, jsonify(answer), routed=requested is None)
 
 
-def _explained(
+def explanations(
     serving: ServingSet, version: str, records: list[dict[str, object]]
 ) -> list[dict[str, Any]] | None:
     """Return each record's explanation; None without models (`score` then answers 503).
