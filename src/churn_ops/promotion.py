@@ -72,6 +72,11 @@ def _label(version: ModelVersion) -> str:
     return f"{version.tags.get(VERSION_TAG, '?')} (registry version {version.version})"
 
 
+def _number(version: ModelVersion) -> str:
+    """Return a registry version's number as text (the local store gives an int, REST a str)."""
+    return str(version.version)
+
+
 def _versions(client: MlflowClient, name: str) -> list[ModelVersion]:
     """Every registry version of the registered model, oldest first."""
     from mlflow.exceptions import MlflowException
@@ -94,7 +99,7 @@ def _resolve(client: MlflowClient, name: str, spec: str) -> ModelVersion:
     spec = spec.strip()
     versions = _versions(client, name)
     if spec.isdigit():
-        matches = [v for v in versions if v.version == str(int(spec))]
+        matches = [v for v in versions if _number(v) == str(int(spec))]
     else:
         matches = [v for v in versions if v.tags.get(VERSION_TAG) == spec]
     if not matches:
@@ -138,10 +143,10 @@ def promote(
     target = _resolve(client, name, spec)
     current = _alias_target(client, name, alias)
     before = _label(current) if current is not None else None
-    if current is not None and current.version == target.version:
+    if current is not None and _number(current) == _number(target):
         return Change(name, alias, before, before)
     if alias == CHAMPION and current is not None:
-        history = (_history(client, name) + [current.version])[-HISTORY_LIMIT:]
+        history = (_history(client, name) + [_number(current)])[-HISTORY_LIMIT:]
         client.set_registered_model_tag(name, CHAMPION_HISTORY_TAG, json.dumps(history))
     client.set_registered_model_alias(name, alias, target.version)
     return Change(name, alias, before, _label(target))
@@ -154,7 +159,7 @@ def rollback(client: MlflowClient, name: str = REGISTERED_MODEL) -> Change:
         LifecycleError: no earlier champion is recorded (nothing changed).
 
     """
-    known = {v.version: v for v in _versions(client, name)}
+    known = {_number(v): v for v in _versions(client, name)}
     history = _history(client, name)
     current = _alias_target(client, name, CHAMPION)
     while history and history[-1] not in known:  # deleted since: skip it
@@ -178,7 +183,7 @@ def status(client: MlflowClient, name: str = REGISTERED_MODEL) -> list[str]:
         pointing.setdefault(str(number), []).append(alias)
     lines = []
     for version in versions:
-        aliases = ", ".join(sorted(pointing.get(version.version, [])))
+        aliases = ", ".join(sorted(pointing.get(_number(version), [])))
         lines.append(f"{_label(version)}{'  <- ' + aliases if aliases else ''}")
     history = _history(client, name)
     lines.append(f"earlier champions (rollback pops the last): {history or 'none'}")

@@ -72,3 +72,17 @@ def test_command_line_prints_the_change_and_exits_2_on_bad_input(
     assert "error: nothing to roll back to" in capsys.readouterr().err
     assert main(["--model", "no-such-model", "promote", "v1"]) == 2
     assert "no registered model 'no-such-model'" in capsys.readouterr().err
+
+
+def test_promote_and_rollback_on_the_local_store_as_nox_runs_them(
+    registered: Registered, mlflow_server: MlflowServer
+) -> None:
+    """`nox -s promote`/`rollback` on the host read the store file, where numbers are ints."""
+    from mlflow import MlflowClient
+
+    local = MlflowClient(tracking_uri=f"sqlite:///{mlflow_server.folder / 'mlflow.db'}")
+    promote(local, "v1", name=registered.name)
+    promote(local, "2", name=registered.name)
+    assert _alias(registered, "champion") == "2"
+    assert rollback(local, registered.name).after == "v1 (registry version 1)"
+    assert _alias(registered, "champion") == "1"
