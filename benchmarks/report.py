@@ -329,6 +329,10 @@ def format_report(results: Mapping[str, Any]) -> str:
             lines.append(
                 f"  its steps, CPU ms ({parts.get('source')}): {steps}; sum {parts['total_ms']:.2f}"
             )
+            general = parts.get("general_path_ms") or {}
+            if general:
+                text = ", ".join(f"{k} {v:.2f}" for k, v in general.items())
+                lines.append(f"  the general path (bodies the decoder leaves), CPU ms: {text}")
     check = results.get("same_model_check") or {}
     others = [
         f"{name} {check[key]:.6f} (|diff| {check[diff]:.1e})"

@@ -21,7 +21,7 @@ import numpy as np
 
 from churn.schema import CATEGORICAL
 
-__all__ = ["Record", "Records", "column", "numbers", "schema_codes", "schema_table"]
+__all__ = ["Record", "Records", "column", "concat", "numbers", "schema_codes", "schema_table"]
 
 #: One validated record: every feature column of `churn.schema` mapped to its value.
 Record = Mapping[str, object]
@@ -48,6 +48,26 @@ class Records(list[Record]):
         super().__init__(records)
         self.numeric = dict(numeric)
         self.codes = dict(codes)
+
+
+def concat(parts: Sequence[Sequence[Record]]) -> Sequence[Record]:
+    """Return the records of ``parts`` in order: one `Records` with their columns if all hold them.
+
+    One part is returned as it is; parts that are not all `Records` become a plain list.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    records = [record for part in parts for record in part]
+    if not all(isinstance(part, Records) for part in parts):
+        return records
+    batches: list[Records] = list(parts)  # type: ignore[arg-type]
+    numeric = set.intersection(*(set(part.numeric) for part in batches))
+    codes = set.intersection(*(set(part.codes) for part in batches))
+    return Records(
+        records,
+        {name: np.concatenate([part.numeric[name] for part in batches]) for name in numeric},
+        {name: np.concatenate([part.codes[name] for part in batches]) for name in codes},
+    )
 
 
 def column(records: Sequence[Record], name: str) -> list[object]:

@@ -7,6 +7,7 @@ import time
 
 from flask import Flask, Response, current_app, g, request
 
+from churn.api.batch_decoder import BatchDecoder
 from churn.api.docs import bp as docs_bp
 from churn.api.errors import register_error_handlers
 from churn.api.fastpath import PredictFastPath
@@ -80,7 +81,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
 
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.json = FastJSONProvider(app)  # keys in the order the code gives them
-    # Werkzeug cuts bodies at this size silently; one byte more lets read_json_body see it.
+    # Werkzeug cuts bodies at this size silently; one byte more lets read_body see it.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
 
     served, load_error = _load_models(settings)
@@ -108,6 +109,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         settings=settings,
         metrics=api_metrics,
         validator=CustomerValidator(),
+        batch_decoder=BatchDecoder(settings.max_batch),
         router=router,
         observer=Observer(api_metrics, stats),
         stats=stats,

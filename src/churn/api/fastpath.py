@@ -9,8 +9,9 @@ answer for answer):
 * ``POST /predict`` with ``Content-Type: application/json`` exactly, no query but ``model=``
   (a plainly spelled version) and ``explain=`` (a flag): the handler's own steps (route,
   explain, `score`, `Router.count_answer`, `Observer.answered`);
-* ``POST /invocations`` and the V2 ``.../infer`` paths: their own view functions, called with
-  a request object over the environment instead of Flask's context.
+* ``POST /predict/batch``, ``POST /invocations`` and the V2 ``.../infer`` paths: their own
+  view functions, called with a request object over the environment instead of Flask's
+  context.
 
 A request whose declared length is missing or over the limit goes to Flask untouched; any
 other is read once and, when the fast path declines it, given to Flask with its body as read.
@@ -38,7 +39,7 @@ from churn.api.explanations import FLAG_VALUES
 from churn.api.invocations import MlflowError, invocations
 from churn.api.jsonio import loads
 from churn.api.observe import Exchange
-from churn.api.predict import explanations, single_answer
+from churn.api.predict import explanations, predict_batch, single_answer
 from churn.api.request_log import REQUEST_ID_HEADER, request_id_from
 from churn.api.scoring import score
 from churn.api.v2 import V2Error, infer, infer_version
@@ -82,6 +83,7 @@ class PredictFastPath:
         self._max_body = state.settings.max_body_bytes
         self._failed_before = False
         self._invocations = _view(invocations)
+        self._batch = _view(predict_batch)
         self._infer = _view(infer)
         self._infer_version = _view(infer_version)
 
@@ -170,7 +172,12 @@ class PredictFastPath:
         return "200 OK", headers, payload
 
     def _table_route(self, path: str) -> tuple[Callable[..., Response], str, dict[str, str]] | None:
-        """Return the view, route pattern and URL values of ``/invocations`` or a V2 infer path."""
+        """Return the view, route pattern and URL values of a path answered by its view.
+
+        ``/predict/batch``, ``/invocations`` and the V2 infer paths; None for any other.
+        """
+        if path == "/predict/batch":
+            return self._batch, path, {}
         if path == "/invocations":
             return self._invocations, path, {}
         parts = path.split("/")

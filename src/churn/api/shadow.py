@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter
 
+from churn.records import concat
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -152,7 +154,8 @@ class ShadowScorer:
         for (_, version), group in groups.items():
             serving = group[0].serving
             try:
-                records = [record for item in group for record in item.records]
+                # One answer's batch keeps its columns (and is not copied).
+                records = concat([item.records for item in group])
                 answered = np.concatenate([item.churn for item in group])
                 assert serving.models is not None  # noqa: S101 - only served sets are shadowed
                 shadow = serving.models.predict_proba(version, records)

@@ -372,13 +372,13 @@ def _is_json_mimetype(mimetype: str) -> bool:
     )
 
 
-def read_json_body(request: Request, max_bytes: int) -> Any:
-    """Return the parsed JSON body of ``request``, enforcing type and size.
+def read_body(request: Request, max_bytes: int) -> bytes:
+    """Return the body of a JSON request, enforcing type and size (`parse_json_body` parses it).
 
     Raises:
         ApiError: 413 when the body is larger than ``max_bytes`` (checked on the declared
             Content-Length before reading, and again while reading), 415 when the content
-            type is not JSON, 400 when the body is empty or not valid JSON.
+            type is not JSON, 400 when the body is empty.
 
     """
     declared = request.content_length
@@ -391,11 +391,21 @@ def read_json_body(request: Request, max_bytes: int) -> Any:
             "unsupported_media_type",
             f"Content-Type must be application/json; got {_quote(given)}",
         )
-    data = request.stream.read(max_bytes + 1)
+    data: bytes = request.stream.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise _too_large(max_bytes)
     if not data.strip():
         raise ApiError(400, "malformed_json", "the request body is empty; expected JSON")
+    return data
+
+
+def parse_json_body(data: bytes) -> Any:
+    """Return the parsed JSON of a body `read_body` gave.
+
+    Raises:
+        ApiError: 400 when it is not valid JSON.
+
+    """
     try:
         return json_loads(data)
     except RecursionError:

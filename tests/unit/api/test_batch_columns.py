@@ -17,7 +17,7 @@ import pytest
 
 from churn.api.validation import CustomerValidator
 from churn.drift import Reference, build_reference
-from churn.records import Records
+from churn.records import Records, concat, numbers
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS, ID_COLUMN, NUMERIC
 from churn.serving.prediction import ServingModels
 
@@ -149,3 +149,19 @@ def test_a_columns_batch_scores_explains_and_counts_like_plain_records(
     np.testing.assert_array_equal(
         reference.bin_counts(records, scores), reference.bin_counts(normalised, scores)
     )
+
+
+def test_batches_gathered_together_keep_their_columns(make_records) -> None:
+    a, b = (V.validate_many(make_records(n, seed=n))[0] for n in (12, 9))
+    assert isinstance(a, Records) and isinstance(b, Records)
+    assert concat([a]) is a  # one answer's batch: not copied
+    both = concat([a, b])
+    assert isinstance(both, Records) and list(both) == [*a, *b]
+    plain = [dict(r) for r in both]
+    for name in NUMERIC:
+        np.testing.assert_array_equal(both.numeric[name], numbers(plain, name))
+    for name, spellings in CATEGORICAL.items():
+        assert [spellings[i] for i in both.codes[name]] == [r[name] for r in plain]
+    single = [V.validate(make_records(1, seed=3)[0])[0]]
+    mixed = concat([a, single])
+    assert not isinstance(mixed, Records) and list(mixed) == [*a, *single]

@@ -1,4 +1,4 @@
-"""The ``/predict`` fast path answers exactly as Flask does, and leaves everything else to it."""
+"""The prediction fast path answers exactly as Flask does, and leaves everything else to it."""
 
 from __future__ import annotations
 
@@ -149,7 +149,10 @@ def test_a_new_request_id_is_given_when_the_callers_is_missing_or_insane(twin: T
         ({"path": "/predict", "data": b"", "content_type": "application/json"}, 400),
         ({"path": "/predict", "data": json.dumps(EXAMPLE_CUSTOMER)}, 415),
         ({"path": "/predict", "json": {"x": "y" * 70_000}}, 413),
-        ({"path": "/predict/batch", "json": {"instances": [EXAMPLE_CUSTOMER] * 3}}, 200),
+        ({"path": "/predict/batch", "json": {"instances": [{"tenure": "x"}]}}, 422),
+        ({"path": "/predict/batch", "json": {"instances": []}}, 422),
+        ({"path": "/predict/batch?model=v9", "json": {"instances": [EXAMPLE_CUSTOMER]}}, 404),
+        ({"path": "/predict/batch", "data": b"[", "content_type": "application/json"}, 400),
         ({"path": "/predict", "method": "GET"}, 405),
         ({"path": "/predict", "method": "PUT", "json": EXAMPLE_CUSTOMER}, 405),
         ({"path": "/invocations", "json": {"dataframe_records": [{"tenure": -1}]}}, 400),
@@ -178,7 +181,10 @@ def test_a_new_request_id_is_given_when_the_callers_is_missing_or_insane(twin: T
         "empty",
         "not-json-type",
         "too-large",
-        "batch",
+        "batch-invalid",
+        "batch-empty",
+        "batch-unknown-model",
+        "batch-malformed",
         "get",
         "put",
         "invocations-invalid",
@@ -224,8 +230,16 @@ def _tables() -> list[tuple[str, str, bytes]]:
         + "\n".join(",".join("" if v is None else str(v) for v in r.values()) for r in features)
     )
     v2 = {"id": "r-1", "inputs": _v2_inputs(features)}
+    # Well typed (decoded in one pass), then in forms only the general path accepts.
+    batch = {"instances": [*rows, {**EXAMPLE_CUSTOMER, "customerID": "c-9"}] * 4}
+    spelt = {"instances": [*batch["instances"], {**EXAMPLE_CUSTOMER, "tenure": "12"}]}
     explained = {"inputs": _v2_inputs(features), "parameters": {"explain": True}}
     return [
+        ("/predict/batch", "application/json", json.dumps(batch).encode()),
+        ("/predict/batch?model=v1", "application/json", json.dumps(batch).encode()),
+        ("/predict/batch?explain=true", "application/json", json.dumps(batch).encode()),
+        ("/predict/batch", "application/json", json.dumps(spelt).encode()),
+        ("/predict/batch", "application/json", json.dumps({"instances": rows[:1]}).encode()),
         ("/invocations", "application/json", json.dumps({"dataframe_records": features}).encode()),
         (
             "/invocations?model=v1",
@@ -243,7 +257,20 @@ def _tables() -> list[tuple[str, str, bytes]]:
 @pytest.mark.parametrize(
     ("path", "content_type", "body"),
     _tables(),
-    ids=["records", "split-v1", "csv", "v2", "v2-v1", "v2-explain-query", "v2-explain"],
+    ids=[
+        "batch",
+        "batch-v1",
+        "batch-explain",
+        "batch-numeric-string",
+        "batch-of-one",
+        "records",
+        "split-v1",
+        "csv",
+        "v2",
+        "v2-v1",
+        "v2-explain-query",
+        "v2-explain",
+    ],
 )
 def test_protocol_answers_are_given_in_front_with_flasks_bytes(
     twin: Twin, path: str, content_type: str, body: bytes
@@ -281,7 +308,9 @@ def test_a_fast_answer_is_counted_and_logged_as_flasks_is(
     churned = fast.get_json()["churn"]
     assert sample("churn_api_predictions_total", model="v2", churn=str(churned).lower()) == 6
 
-    path, content_type, body = _tables()[4]  # a V2 infer of v1, by its versioned path
+    # A V2 infer of v1, by its versioned path.
+    path = "/v2/models/churn/versions/v1/infer"
+    content_type, body = next((t, b) for p, t, b in _tables() if p == path)
     _, _, declined = twin.both(path=path, data=body, content_type=content_type)
     assert not declined
     v2_labels = {"endpoint": "/v2/models/<name>/versions/<version>/infer", "method": "POST"}

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from benchmarks import batch_parts
 
 
@@ -26,6 +27,21 @@ def test_every_step_of_the_batch_path_is_measured(
     measured = batch_parts.measure(root, body, repeat=3)
     assert measured["records"] == 200
     steps = measured["steps_ms"]
-    assert list(steps) == ["parse", "validate", "encode", "score", "drift", "serialise"]
+    assert list(steps) == [
+        "parse_and_check",
+        "columns",
+        "encode",
+        "score",
+        "drift",
+        "answer",
+        "serialise",
+    ]
     assert all(value >= 0.0 for value in steps.values())
     assert measured["total_ms"] == round(sum(steps.values()), 3)
+    assert list(measured["general_path_ms"]) == ["parse", "validate"]
+
+
+def test_a_body_the_decoder_leaves_is_not_timed_as_if_decoded(artifact_root: Path) -> None:
+    body = json.dumps({"instances": [{"tenure": "12"}]}).encode()
+    with pytest.raises(ValueError, match="not well typed"):
+        batch_parts.measure(artifact_root, body, repeat=1)
