@@ -36,7 +36,7 @@ def measure(root: Path, body: bytes, version: str = "v2", repeat: int = 30) -> d
     """Return the CPU milliseconds of each step for one batch ``body`` (see the module doc)."""
     import orjson
 
-    from churn.api.batch_decoder import BatchDecoder
+    from churn.api.decoders import BatchDecoder
     from churn.api.jsonio import loads
     from churn.api.predict import batch_answer
     from churn.api.validation import CustomerValidator

@@ -7,7 +7,7 @@ import time
 
 from flask import Flask, Response, current_app, g, request
 
-from churn.api.batch_decoder import BatchDecoder
+from churn.api.decoders import BatchDecoder, InferDecoder
 from churn.api.docs import bp as docs_bp
 from churn.api.errors import register_error_handlers
 from churn.api.fastpath import PredictFastPath
@@ -27,6 +27,7 @@ from churn.api.routing import Router
 from churn.api.state import EXTENSION_KEY, ApiState, get_state
 from churn.api.stats import MlflowStats
 from churn.api.ui import bp as ui_bp
+from churn.api.v2 import INPUT_TYPES
 from churn.api.v2 import bp as v2_bp
 from churn.api.validation import CustomerValidator
 from churn.config import ApiSettings, SettingsError, load_api_settings
@@ -110,6 +111,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         metrics=api_metrics,
         validator=CustomerValidator(),
         batch_decoder=BatchDecoder(settings.max_batch),
+        infer_decoder=InferDecoder(INPUT_TYPES, settings.max_batch),
         router=router,
         observer=Observer(api_metrics, stats),
         stats=stats,

@@ -24,8 +24,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from flask import Blueprint, Request, Response
 from flask.blueprints import BlueprintSetupState
 
@@ -36,7 +37,11 @@ from churn.api.scoring import answered, observed, score, served_and_requested
 from churn.api.state import ApiState, request_objects
 from churn.api.tabular import TableError, checked_batch, columns_to_rows
 
-__all__ = ["bp"]
+if TYPE_CHECKING:
+    from churn.registry import ServingSet
+    from churn.serving.prediction import Prediction
+
+__all__ = ["MlflowError", "bp", "invocations", "json_rows", "scored_rows"]
 
 bp = Blueprint("invocations", __name__)
 
@@ -107,14 +112,32 @@ def version() -> Response:
 def invocations(state: ApiState, req: Request, exchange: Exchange) -> Response:
     """Score a table of customers; answer ``{"predictions": [[P(No), P(Yes)], ...]}``."""
     serving, requested = served_and_requested(state, req, exchange)
+    rows = _rows(req, state.settings.max_body_bytes)
+    result, body = scored_rows(state, exchange, serving, requested, rows)
+    response = Response(body, mimetype="application/json")
+    return answered(state, exchange, serving, result, response, routed=requested is None)
+
+
+def scored_rows(
+    state: ApiState,
+    exchange: Exchange,
+    serving: ServingSet,
+    requested: str | None,
+    rows: list[Any],
+) -> tuple[Prediction, bytes]:
+    """Check and score a table's rows; return the prediction and the answer's JSON.
+
+    Raises:
+        MlflowError: 400 for a bad table (`checked_batch`).
+        ApiError: 503 when no models are loaded.
+
+    """
     version, alias = state.router.route(serving, requested, None, single=False)
     exchange.model = version
-    rows = _rows(req, state.settings.max_body_bytes)
     records = checked_batch(state, exchange, rows, MlflowError)
     result = score(state, serving, version, alias, records)
     pairs = [[1.0 - p, p] for p in result.probabilities.tolist()]
-    response = Response(json.dumps({"predictions": pairs}), mimetype="application/json")
-    return answered(state, exchange, serving, result, response, routed=requested is None)
+    return result, orjson.dumps({"predictions": pairs})
 
 
 def _rows(req: Request, max_bytes: int) -> list[Any]:
@@ -140,7 +163,7 @@ def _rows(req: Request, max_bytes: int) -> list[Any]:
         raise MlflowError(400, "the body is not valid UTF-8") from None
     if mimetype == "text/csv":
         return _csv_rows(text)
-    return _json_rows(text)
+    return json_rows(text)
 
 
 def _csv_rows(text: str) -> list[dict[str, str]]:
@@ -156,7 +179,13 @@ def _csv_rows(text: str) -> list[dict[str, str]]:
     return [dict(zip(header, line, strict=True)) for line in body]
 
 
-def _json_rows(text: str) -> list[Any]:
+def json_rows(text: str) -> list[Any]:
+    """Return the rows of a JSON body in any of MLflow's forms (`FORMATS`), values unchecked.
+
+    Raises:
+        MlflowError: 400 for a body that is not one of them.
+
+    """
     try:
         body = json_loads(text)
     except RecursionError:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Request, current_app, g, request
 
 if TYPE_CHECKING:
-    from churn.api.batch_decoder import BatchDecoder
+    from churn.api.decoders import BatchDecoder, InferDecoder
     from churn.api.metrics import ApiMetrics
     from churn.api.observe import Exchange, Observer
     from churn.api.routing import Router
@@ -36,6 +36,8 @@ class ApiState:
     validator: CustomerValidator
     #: Well-typed ``/predict/batch`` bodies decoded and checked in one pass (the common case).
     batch_decoder: BatchDecoder
+    #: V2 infer requests all in JSON, in their common form, decoded and checked in one pass.
+    infer_decoder: InferDecoder
     #: The served set and traffic rules (`churn.api.routing`).
     router: Router
     #: Metrics, serving statistics and the log line of each request (`churn.api.observe`).

@@ -23,9 +23,10 @@ from __future__ import annotations
 import json
 import math
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 from flask import Blueprint, Request, Response
 from flask.blueprints import BlueprintSetupState
 
@@ -40,7 +41,19 @@ from churn.api.tabular import checked_batch
 from churn.registry import ServingSet
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS, NUMERIC
 
-__all__ = ["MODEL_NAME", "bp", "model_metadata"]
+if TYPE_CHECKING:
+    from churn.serving.prediction import Prediction
+
+__all__ = [
+    "HEADER_LENGTH",
+    "INPUT_TYPES",
+    "MODEL_NAME",
+    "V2Error",
+    "bp",
+    "inferred",
+    "model_metadata",
+    "served_version",
+]
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -229,15 +242,62 @@ def infer_version(
 def _infer(
     state: ApiState, req: Request, exchange: Exchange, name: str, version: str | None
 ) -> Response:
-    serving, served, alias = _version(state, name, version)
-    exchange.model = served
-    request, binary = _read_request(req, state.settings.max_body_bytes)
+    target = served_version(state, exchange, name, version)
+    text, binary = _read_body(req, state.settings.max_body_bytes)
+    result, body, header_length = inferred(
+        state, exchange, target, text, binary, wants_explanation(req.args)
+    )
+    if header_length is not None:
+        response = Response(body, mimetype="application/octet-stream")
+        response.headers[HEADER_LENGTH] = str(header_length)
+    else:
+        response = Response(body, mimetype="application/json")
+    return answered(state, exchange, target[0], result, response, routed=version is None)
+
+
+def served_version(
+    state: ApiState, exchange: Exchange, name: str, version: str | None
+) -> tuple[ServingSet, str, str | None]:
+    """Return the served set, the version answering and its alias; label the exchange with it.
+
+    Raises:
+        V2Error: 404 for a model other than ``churn`` or a version not served.
+
+    """
+    target = _version(state, name, version)
+    exchange.model = target[1]
+    return target
+
+
+def inferred(
+    state: ApiState,
+    exchange: Exchange,
+    target: tuple[ServingSet, str, str | None],
+    text: bytes,
+    binary: bytes,
+    explain_query: bool,
+) -> tuple[Prediction, bytes, int | None]:
+    """Answer an inference request: its prediction, the answer's body, its JSON part's length.
+
+    ``text`` is the request's JSON part, ``binary`` the binary data after it; the length is
+    None for an answer all in JSON (else the answer's binary outputs follow the JSON part).
+    A request all in JSON in the common form is decoded in one pass (`InferDecoder`).
+
+    Raises:
+        V2Error: 400 for a bad request; 404 is `served_version`'s.
+        ApiError: 503 when no models are loaded.
+
+    """
+    serving, served, alias = target
+    decoded = None if binary else state.infer_decoder.decode(text)
+    request, rows = (_parse_request(text), None) if decoded is None else decoded
     parameters = _object(request.get("parameters", {}), "parameters")
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise V2Error(400, "'id' must be a string")
-    outputs = _requested_outputs(request, parameters, wants_explanation(req.args))
-    rows = _rows(request.get("inputs"), binary, state.settings.max_batch)
+    outputs = _requested_outputs(request, parameters, explain_query)
+    if rows is None:
+        rows = _rows(request.get("inputs"), binary, state.settings.max_batch)
     records = checked_batch(state, exchange, rows, V2Error)
     explanation = None
     # Explained before scoring: a refusal (no explanation for this model) counts no drift.
@@ -273,13 +333,10 @@ def _infer(
             tensor["data"] = array.ravel().tolist()
         tensors.append(tensor)
     answer["outputs"] = tensors
-    header = json.dumps(answer).encode()
+    header = orjson.dumps(answer)
     if chunks:
-        response = Response(b"".join([header, *chunks]), mimetype="application/octet-stream")
-        response.headers[HEADER_LENGTH] = str(len(header))
-    else:
-        response = Response(header, mimetype="application/json")
-    return answered(state, exchange, serving, result, response, routed=version is None)
+        return result, b"".join([header, *chunks]), len(header)
+    return result, header, None
 
 
 def _object(value: object, what: str) -> dict[str, Any]:
@@ -288,8 +345,8 @@ def _object(value: object, what: str) -> dict[str, Any]:
     return value
 
 
-def _read_request(req: Request, max_bytes: int) -> tuple[dict[str, Any], bytes]:
-    """Return the JSON part of the body and the binary data after it."""
+def _read_body(req: Request, max_bytes: int) -> tuple[bytes, bytes]:
+    """Return the JSON part of the body (not empty) and the binary data after it."""
     if req.content_length is not None and req.content_length > max_bytes:
         raise V2Error(413, f"the request body is larger than the limit of {max_bytes} bytes")
     data = req.stream.read(max_bytes + 1)
@@ -305,14 +362,19 @@ def _read_request(req: Request, max_bytes: int) -> tuple[dict[str, Any], bytes]:
         split = int(declared)
     if not data[:split].strip():
         raise V2Error(400, "the request body is empty; expected an inference request")
+    return data[:split], data[split:]
+
+
+def _parse_request(text: bytes) -> dict[str, Any]:
+    """Return the request's JSON object (400 when it is not JSON or not an object)."""
     try:
-        request = json_loads(data[:split])
+        request = json_loads(text)
     except RecursionError:
         raise V2Error(400, "the JSON request is nested too deeply") from None
     except ValueError as exc:
         reason = str(exc).splitlines()[0][:200]
         raise V2Error(400, f"the request is not valid JSON: {reason}") from None
-    return _object(request, "request"), data[split:]
+    return _object(request, "request")
 
 
 def _requested_outputs(

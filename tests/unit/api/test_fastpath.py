@@ -234,6 +234,11 @@ def _tables() -> list[tuple[str, str, bytes]]:
     batch = {"instances": [*rows, {**EXAMPLE_CUSTOMER, "customerID": "c-9"}] * 4}
     spelt = {"instances": [*batch["instances"], {**EXAMPLE_CUSTOMER, "tenure": "12"}]}
     explained = {"inputs": _v2_inputs(features), "parameters": {"explain": True}}
+    binary = {
+        "id": "r-2",
+        "inputs": _v2_inputs(features),
+        "parameters": {"binary_data_output": True},
+    }
     return [
         ("/predict/batch", "application/json", json.dumps(batch).encode()),
         ("/predict/batch?model=v1", "application/json", json.dumps(batch).encode()),
@@ -251,6 +256,8 @@ def _tables() -> list[tuple[str, str, bytes]]:
         ("/v2/models/churn/versions/v1/infer", "application/json", json.dumps(v2).encode()),
         ("/v2/models/churn/infer?explain=true", "application/json", json.dumps(v2).encode()),
         ("/v2/models/churn/versions/v2/infer", "application/json", json.dumps(explained).encode()),
+        ("/v2/models/churn/infer", "application/json", json.dumps(binary).encode()),
+        ("/invocations", "application/json", json.dumps({"instances": features}).encode()),
     ]
 
 
@@ -270,6 +277,8 @@ def _tables() -> list[tuple[str, str, bytes]]:
         "v2-v1",
         "v2-explain-query",
         "v2-explain",
+        "v2-binary-outputs",
+        "instances",
     ],
 )
 def test_protocol_answers_are_given_in_front_with_flasks_bytes(
@@ -403,3 +412,19 @@ def test_a_refused_explanation_scores_and_counts_nothing(
     assert fast.status_code in (400, 422), fast.data
     assert scored == []
     assert get_state(app).router.served.labels("v2", "none")._value.get() == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [(p, b) for p, t, b in _tables() if t == "application/json" and not p.startswith("/predict")],
+)
+def test_protocol_requests_in_json_are_answered_without_a_request_object(
+    twin: Twin, monkeypatch: pytest.MonkeyPatch, path: str, body: bytes
+) -> None:
+    def no_request(*args: Any) -> None:
+        raise AssertionError("a request object was built")
+
+    monkeypatch.setattr(fastpath, "Request", no_request)
+    fast, flask, declined = twin.both(path=path, data=body, content_type="application/json")
+    assert not declined and fast.status_code == 200
+    assert fast.data == flask.data
