@@ -128,7 +128,10 @@ class CompiledPreprocessor:
                 codes[j] = table[given]  # type: ignore[index]
             else:
                 looked_up.append(j)
-        if looked_up:
+        if looked_up and n == 1:  # one record: plain lookups, no array per column
+            values = self.categorical_values(records[0])
+            codes[looked_up, 0] = [maps[j][values[j]] for j in looked_up]
+        elif looked_up:
             # Column by column (zip(*...) transposes), so each lookup loop runs in C.
             getter = values_getter([self.categorical_columns[j] for j in looked_up])
             columns = zip(*map(getter, records), strict=True)

@@ -18,6 +18,7 @@ import pytest
 
 from churn.config import ArtifactPaths
 from churn.schema import FEATURE_COLUMNS
+from churn.serving import explain as explain_module
 from churn.serving.encoding import CompiledPreprocessor
 from churn.serving.explain import TreeShapExplainer
 from churn.serving.prediction import ServingModels
@@ -115,6 +116,37 @@ def test_trees_match_shap_tree_explainer(
     assert np.abs(explanation.contributions - expected).max() <= TOLERANCE
     base = float(np.asarray(reference.expected_value).ravel()[0])
     assert explanation.base_value == pytest.approx(base, abs=TOLERANCE)
+
+
+@pytest.mark.parametrize("table_elements", [0, 2**12, 2**15, explain_module._TABLE_ELEMENTS])
+def test_the_pattern_tables_give_the_values_evaluated_per_record(
+    models: ServingModels,
+    generated: list[dict[str, object]],
+    monkeypatch: pytest.MonkeyPatch,
+    table_elements: int,
+) -> None:
+    """Leaves looked up by pattern give what the same leaves evaluated per record give.
+
+    With no room for tables every size of path is a block evaluated per record; with room,
+    the narrowest paths' leaves are one padded block looked up, the wider ones evaluated.
+    """
+    scorer = models._get("v2").scorer  # noqa: SLF001
+    monkeypatch.setattr(explain_module, "_TABLE_ELEMENTS", 0)
+    evaluated = TreeShapExplainer(scorer)
+    widths = [b.feature.shape[0] for b in evaluated._blocks]  # noqa: SLF001
+    assert widths == sorted(set(widths)) and len(widths) >= 3
+    assert all(b.table is None for b in evaluated._blocks)  # noqa: SLF001
+    monkeypatch.setattr(explain_module, "_TABLE_ELEMENTS", table_elements)
+    tabled = TreeShapExplainer(scorer)
+    blocks = tabled._blocks  # noqa: SLF001
+    if table_elements:
+        assert blocks[0].table is not None
+        assert len(blocks) < len(widths)  # the narrowest sizes merged into one block
+        assert blocks[0].feature.shape[0] >= (3 if table_elements >= 2**15 else 2)
+    records = generated[:200]
+    want = evaluated.contributions(records)
+    assert np.abs(tabled.contributions(records) - want).max() <= 1e-12
+    assert tabled.base_value == evaluated.base_value
 
 
 def _path_dependent_value(trees: list[np.ndarray], baseline: float, x: np.ndarray, known) -> float:
