@@ -21,7 +21,16 @@ import numpy as np
 
 from churn.schema import CATEGORICAL
 
-__all__ = ["Record", "Records", "column", "concat", "numbers", "schema_codes", "schema_table"]
+__all__ = [
+    "Record",
+    "Records",
+    "column",
+    "concat",
+    "numbers",
+    "schema_codes",
+    "schema_indices",
+    "schema_table",
+]
 
 #: One validated record: every feature column of `churn.schema` mapped to its value.
 Record = Mapping[str, object]
@@ -87,6 +96,16 @@ def schema_codes(records: Sequence[Record], name: str) -> np.ndarray | None:
     if isinstance(records, Records):
         return records.codes.get(name)
     return None
+
+
+def schema_indices() -> dict[str, dict[str, int]]:
+    """Return, per categorical column, each spelling's index in `churn.schema.CATEGORICAL`.
+
+    The indices a `Records` batch holds in ``codes``; a new dict each call (callers own it).
+    """
+    return {
+        name: {value: i for i, value in enumerate(values)} for name, values in CATEGORICAL.items()
+    }
 
 
 def schema_table(name: str, lookup: Callable[[str], int]) -> np.ndarray | None:

@@ -38,7 +38,7 @@ import msgspec
 import numpy as np
 
 from churn.api.contract import MAX_ID_LENGTH
-from churn.records import Records
+from churn.records import Records, schema_indices
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS, ID_COLUMN, NUMERIC, NumericField
 
 __all__ = ["BatchDecoder", "InferDecoder", "TypedRecord"]
@@ -99,10 +99,7 @@ class BatchDecoder:
         #: The record type's fields, in order: `msgspec.structs.astuple` gives its values so.
         self._names = record.__struct_fields__
         #: Per categorical column: each spelling -> its index in `churn.schema.CATEGORICAL`.
-        self._codes = {
-            name: {value: i for i, value in enumerate(values)}
-            for name, values in CATEGORICAL.items()
-        }
+        self._codes = schema_indices()
 
     def decode(self, data: bytes) -> tuple[Records, list[str | None]] | None:
         """Return the batch's records (with their columns) and customerIDs, or None.

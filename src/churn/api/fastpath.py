@@ -43,11 +43,9 @@ from werkzeug.exceptions import HTTPException
 from churn.api.errors import ApiError
 from churn.api.explanations import FLAG_VALUES
 from churn.api.invocations import MlflowError, invocations, json_rows, scored_rows
-from churn.api.jsonio import loads
 from churn.api.observe import Exchange
-from churn.api.predict import explanations, predict_batch, single_answer
+from churn.api.predict import predict_batch, scored_one
 from churn.api.request_log import REQUEST_ID_HEADER, request_id_from
-from churn.api.scoring import score
 from churn.api.v2 import HEADER_LENGTH, V2Error, infer, infer_version, inferred, served_version
 
 if TYPE_CHECKING:
@@ -103,33 +101,10 @@ class PredictFastPath:
         if environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         path = environ.get("PATH_INFO") or ""
-        # What answers the request, called as ``answer_with(body, exchange)``.
-        answer_with: Callable[[bytes, Exchange], Answer | None]
-        plain_json = environ.get("CONTENT_TYPE") == _JSON
-        query = _predict_query(environ.get("QUERY_STRING") or "")
-        if path == _PREDICT:
-            if query is None or not plain_json:
-                return self.app(environ, start_response)
-            endpoint = path
-            answer_with = functools.partial(self._predict, *query)
-        elif path == _INVOCATIONS and plain_json and query is not None and not query[1]:
-            endpoint = path
-            answer_with = functools.partial(self._invocations_json, query[0])
-        else:
-            route = self._table_route(path)
-            if route is None:
-                return self.app(environ, start_response)
-            view, endpoint, url_values = route
-            if (
-                endpoint.startswith("/v2/")
-                and plain_json
-                and query is not None
-                and query[0] is None  # ?model= is not V2's: its view ignores it
-                and _BINARY_INPUT not in environ
-            ):
-                answer_with = functools.partial(self._infer_json, url_values, query[1])
-            else:
-                answer_with = functools.partial(self._table, view, url_values, environ)
+        route = self._route(path, environ)
+        if route is None:
+            return self.app(environ, start_response)
+        endpoint, answer_with = route
 
         declared = environ.get("CONTENT_LENGTH") or ""
         # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
@@ -160,29 +135,12 @@ class PredictFastPath:
 
     def _predict(
         self, requested: str | None, explaining: bool, body: bytes, exchange: Exchange
-    ) -> Answer | None:
-        """``POST /predict`` as its handler answers it; None to let Flask answer instead."""
+    ) -> Answer:
+        """``POST /predict`` with the handler's own steps (a refusal: Flask answers)."""
         state = self._state
-        try:
-            document = loads(body)
-        except (ValueError, RecursionError):
-            return None
-        record, customer_id, problems = state.validator.validate(document)
-        if problems or record is None:
-            return None
-        router = state.router
-        serving = router.snapshot()
-        models = serving.models
-        if models is None or (requested is not None and requested not in models.versions):
-            return None  # Flask answers 503, or 404 naming the versions served
-        version, alias = router.route(serving, requested, customer_id, single=True)
-        # Before scoring (which counts drift): a refusal here must leave nothing counted.
-        why = explanations(serving, version, [record]) if explaining else None
-        result = score(state, serving, version, alias, [record])
-        answer = single_answer(result, exchange.request_id, customer_id)
-        if why is not None:
-            answer["explanation"] = why[0]
-        exchange.batch_size = 1
+        serving = state.router.snapshot()
+        requested = state.router.named(serving, requested, exchange)  # 404: Flask answers
+        result, answer = scored_one(state, exchange, serving, requested, explaining, body)
         return self._answered(serving, result, orjson.dumps(answer), exchange, requested)
 
     def _invocations_json(
@@ -240,6 +198,35 @@ class PredictFastPath:
         ]
         return "200 OK", headers, payload
 
+    def _route(
+        self, path: str, environ: dict[str, Any]
+    ) -> tuple[str, Callable[[bytes, Exchange], Answer | None]] | None:
+        """Return the route pattern of a request and what answers it, as ``(body, exchange)``.
+
+        None for a request the fast path leaves to Flask. Requests in plain JSON with a query
+        the fast path reads take the views' own steps on the body; the other forms of the
+        protocols their views, on a request object.
+        """
+        plain_json = environ.get("CONTENT_TYPE") == _JSON
+        query = _prediction_query(environ.get("QUERY_STRING") or "")
+        if path == _PREDICT:
+            if query is None or not plain_json:
+                return None
+            return path, functools.partial(self._predict, *query)
+        table = self._table_route(path)
+        if table is None:
+            return None
+        view, endpoint, url_values = table
+        if plain_json and query is not None:
+            requested, explaining = query
+            if view is self._invocations and not explaining:
+                return endpoint, functools.partial(self._invocations_json, requested)
+            # ?model= is not V2's (its view ignores it); binary data is left to the view.
+            is_infer = view is self._infer or view is self._infer_version
+            if is_infer and requested is None and _BINARY_INPUT not in environ:
+                return endpoint, functools.partial(self._infer_json, url_values, explaining)
+        return endpoint, functools.partial(self._table, view, url_values, environ)
+
     def _table_route(self, path: str) -> tuple[Callable[..., Response], str, dict[str, str]] | None:
         """Return the view, route pattern and URL values of a path answered by its view.
 
@@ -247,7 +234,7 @@ class PredictFastPath:
         """
         if path == "/predict/batch":
             return self._batch, path, {}
-        if path == "/invocations":
+        if path == _INVOCATIONS:
             return self._invocations, path, {}
         parts = path.split("/")
         if len(parts) < 5 or parts[1:3] != ["v2", "models"] or parts[-1] != "infer":
@@ -278,8 +265,8 @@ class PredictFastPath:
         return response.status, headers.to_wsgi_list(), response.get_data()
 
 
-def _predict_query(query: str) -> tuple[str | None, bool] | None:
-    """Return the version and explain flag of a ``/predict`` query (None: Flask reads it).
+def _prediction_query(query: str) -> tuple[str | None, bool] | None:
+    """Return the version and explain flag of a prediction request's query (None: not read).
 
     Only ``model=<plain version>`` and ``explain=<true|false|1|0>``, each at most once.
     """

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from churn.registry import ServingSet
     from churn.serving.prediction import Prediction
 
-__all__ = ["batch_answer", "bp", "explanations", "single_answer"]
+__all__ = ["batch_answer", "bp", "explanations", "scored_one", "single_answer"]
 
 bp = Blueprint("predict", __name__)
 
@@ -31,6 +31,25 @@ bp = Blueprint("predict", __name__)
 def predict_one(state: ApiState, req: Request, exchange: Exchange) -> Response:
     """Score one customer object."""
     serving, requested, explaining, data = _read_request(state, req, exchange)
+    result, answer = scored_one(state, exchange, serving, requested, explaining, data)
+    return answered(state, exchange, serving, result, jsonify(answer), routed=requested is None)
+
+
+def scored_one(
+    state: ApiState,
+    exchange: Exchange,
+    serving: ServingSet,
+    requested: str | None,
+    explaining: bool,
+    data: bytes,
+) -> tuple[Prediction, dict[str, Any]]:
+    """Check and score one customer's JSON body; return the prediction and the answer.
+
+    Raises:
+        ApiError: 400 for a body that is not JSON, 422 for an invalid customer or a version
+            without explanations, 503 when no models are loaded.
+
+    """
     exchange.batch_size = 1
     record, customer_id, problems = state.validator.validate(parse_json_body(data))
     if problems:
@@ -43,7 +62,7 @@ def predict_one(state: ApiState, req: Request, exchange: Exchange) -> Response:
     answer = single_answer(result, exchange.request_id, customer_id)
     if why is not None:
         answer["explanation"] = why[0]
-    return answered(state, exchange, serving, result, jsonify(answer), routed=requested is None)
+    return result, answer
 
 
 def single_answer(result: Prediction, request_id: str, customer_id: str | None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from churn.api.contract import MAX_ID_LENGTH, Customer, bound
 from churn.api.errors import ApiError
 from churn.api.jsonio import loads as json_loads
-from churn.records import Records
+from churn.records import Records, schema_indices
 from churn.schema import CATEGORICAL, FEATURE_COLUMNS, ID_COLUMN, NUMERIC, NumericField
 
 #: Most field problems reported in one error response (the message gives the total).
@@ -128,10 +128,7 @@ class CustomerValidator:
         #: Per categorical column: each allowed spelling -> its index in `churn.schema`.
         #: The fast paths' one lookup structure: `_fast` tests membership, `_fast_columns`
         #: takes the index.
-        self._category_codes: dict[str, dict[str, int]] = {
-            name: {value: i for i, value in enumerate(values)}
-            for name, values in CATEGORICAL.items()
-        }
+        self._category_codes = schema_indices()
         self._choices_text: dict[str, str] = {
             name: ", ".join(repr(v) for v in values) for name, values in CATEGORICAL.items()
         }

@@ -41,8 +41,8 @@ def _body(records: list[Any]) -> bytes:
 
 
 def _strict(record: dict[str, object]) -> bool:
-    """Whether a valid record is in the decoder's form: whole-number fields as JSON integers."""
-    return all(type(record[name]) is int for name, spec in NUMERIC.items() if spec.integer)
+    """Whether a record gives its whole-number fields as JSON integers (the decoder's form)."""
+    return all(type(record.get(name)) is int for name, spec in NUMERIC.items() if spec.integer)
 
 
 def _as_the_model(batch: list[Any], decoded: tuple[Records, list[str | None]]) -> None:
@@ -78,12 +78,21 @@ def test_well_typed_batches_are_decoded_as_the_model_reads_them(
     _as_the_model(batch, decoded)
 
 
+@st.composite
+def one_odd(draw: st.DrawFn, max_size: int) -> tuple[list[dict[str, object]], dict[str, object]]:
+    """Well-typed records with one changed record (`mutated`) among them, and that record."""
+    batch = draw(st.lists(well_typed(), min_size=1, max_size=max_size))
+    odd = draw(mutated())
+    batch.insert(draw(st.integers(0, len(batch))), odd)
+    return batch, odd
+
+
 @EXAMPLES
-@given(st.lists(well_typed(), min_size=1, max_size=6), mutated(), st.integers(0, 6))
+@given(one_odd(max_size=6))
 def test_whatever_the_decoder_accepts_the_model_accepts_alike(
-    batch: list[dict[str, object]], odd: dict[str, object], where: int
+    drawn: tuple[list[dict[str, object]], dict[str, object]],
 ) -> None:
-    batch.insert(min(where, len(batch)), odd)
+    batch, odd = drawn
     decoded = D.decode(_body(batch))
     if decoded is not None:
         _as_the_model(batch, decoded)
@@ -234,11 +243,11 @@ def test_common_infer_requests_are_decoded_into_the_general_paths_records(
 
 
 @EXAMPLES
-@given(st.lists(well_typed(), min_size=1, max_size=4), mutated(), st.integers(0, 4))
+@given(one_odd(max_size=4))
 def test_whatever_the_infer_decoder_takes_is_a_valid_table(
-    batch: list[dict[str, object]], odd: dict[str, object], where: int
+    drawn: tuple[list[dict[str, object]], dict[str, object]],
 ) -> None:
-    batch.insert(min(where, len(batch)), odd)
+    batch, odd = drawn
     if set(odd) - set(FEATURE_COLUMNS) or set(FEATURE_COLUMNS) - set(odd):
         return  # not a table: no tensor shape can hold it
     request = {"inputs": _inputs(batch)}

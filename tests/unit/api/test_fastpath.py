@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -360,10 +361,11 @@ def test_an_odd_declared_length_goes_to_flask(twin: Twin, declared: str) -> None
 def test_an_unexpected_failure_falls_back_to_flask_and_is_logged_once(
     twin: Twin, app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(*args: object) -> dict[str, object]:
+    def broken(*args: object) -> bytes:
         raise RuntimeError("broken answer")
 
-    monkeypatch.setattr(fastpath, "single_answer", broken)
+    # The answer's writing fails, after scoring: only the fast path writes with it.
+    monkeypatch.setattr(fastpath, "orjson", SimpleNamespace(dumps=broken))
     served = get_state(app).router.served
     with caplog.at_level(logging.WARNING, logger="churn.api"):
         for _ in range(2):
@@ -401,9 +403,9 @@ def test_a_refused_explanation_scores_and_counts_nothing(
         scored.append(path)
         return real_score(*args, **kwargs)
 
-    real_score = fastpath.score
+    real_score = predict.score
     monkeypatch.setattr(ServingModels, "explain", unavailable)
-    for module in (fastpath, predict, v2):
+    for module in (predict, v2):  # the fast path scores with their steps
         monkeypatch.setattr(module, "score", counting)
     if body is None:
         body = {"inputs": _v2_inputs([{c: EXAMPLE_CUSTOMER[c] for c in FEATURE_COLUMNS}])}
